@@ -1,0 +1,35 @@
+"""The one training loop, end to end on the default (TensorFlow) backend with a tiny model."""
+
+import json
+
+import keras
+import numpy as np
+
+import zoo
+from zoo import cards
+
+
+def test_tiny_activity_model_trains_and_exports(tmp_path) -> None:
+    card = zoo.train("activity-gru-causal", out=tmp_path, verbose=0, units=4, layers=1, epochs=3, patience=2)
+    folder = tmp_path / "activity-gru-causal"
+    assert card["recipe"]["backend"] == keras.backend.backend()
+    assert card["sha256"] == cards.sha256(folder / "model.keras")
+    assert card["streaming"] == {"mode": "step"}
+    assert card["split"]["train"] + card["split"]["validation"] == 40 and card["split"]["test"] == 40
+    assert 0.0 <= card["test_metrics"]["accuracy"] <= 1.0
+    assert card["baselines"]["majority_class"]["accuracy"] == 0.25
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history["loss"]) == card["recipe"]["epochs_run"] <= 3
+    assert (folder / "learning_curve.png").stat().st_size > 1000
+    assert json.loads((folder / "card.json").read_text()) == card
+
+
+def test_forecaster_head_emits_raw_units(tmp_path) -> None:
+    """Targets are standardised for fitting and the scale is folded back into the head."""
+    card = zoo.train("co2-forecast-gru", out=tmp_path, verbose=0, units=4, epochs=2, patience=1)
+    model = keras.models.load_model(tmp_path / "co2-forecast-gru" / "model.keras")
+    x, y = zoo.test_data("co2-forecast-gru")
+    pred = np.asarray(model.predict(x, verbose=0))[0, :, 0]
+    # Weekly CO2 changes by about ±1 ppm: raw-unit forecasts of the difference stay on that scale.
+    assert np.abs(pred).max() < 10 and card["test_metrics"]["mase"] > 0
+    assert (tmp_path / "co2-forecast-gru" / "test_plot.png").is_file()

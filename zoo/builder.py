@@ -1,0 +1,106 @@
+"""The one recurrent-stack builder: every model in the zoo is made here.
+
+A model is a linear chain ``Input -> Normalization -> [recurrent layer] x layers -> Dropout -> head``. Keeping
+it a chain of standard Keras layers is what lets `streaming.step` read the weights and step it one reading at a
+time, and lets `.keras` files load with `safe_mode=True` on either backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+CELLS = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+HEADS = ("sequence_classification", "step_classification", "step_regression")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The choices that make a recurrent stack.
+
+    Args:
+        cell: ``"simple"``, ``"lstm"`` or ``"gru"``.
+        units: width of every recurrent layer.
+        layers: how many recurrent layers are stacked.
+        bidirectional: read each sequence both ways (not streamable step by step).
+        dropout: dropout on each recurrent layer's inputs and before the head.
+        recurrent_dropout: dropout on the recurrent state (disables the fused cuDNN kernel).
+    """
+
+    cell: str = "gru"
+    units: int = 64
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        if self.units < 1 or self.layers < 1:
+            raise ValueError("units and layers must be at least 1")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.recurrent_dropout < 1.0):
+            raise ValueError("dropout and recurrent_dropout must lie in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_model(
+    arch: Architecture,
+    head: str,
+    n_features: int,
+    n_outputs: int,
+    norm_mean: np.ndarray,
+    norm_var: np.ndarray,
+    sequence_length: int | None = None,
+    name: str = "rnn",
+) -> keras.Model:
+    """Build a recurrent model with its input normalisation inside it.
+
+    Args:
+        arch: the recurrent stack.
+        head: one of ``HEADS``. ``step_*`` heads emit one output per time step and are causal when
+            ``arch.bidirectional`` is false; ``sequence_classification`` emits one output per sequence.
+        n_features: values per time step.
+        n_outputs: classes (classification) or predicted values per step (regression).
+        norm_mean, norm_var: per-feature statistics of the training inputs, frozen into a ``Normalization``.
+        sequence_length: fixed length, or None to accept any length (needed for streaming).
+        name: the Keras model name.
+    """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
+    inputs = keras.Input(shape=(sequence_length, n_features), name="readings")
+    x = keras.layers.Normalization(
+        axis=-1,
+        mean=np.asarray(norm_mean, "float32"),
+        variance=np.asarray(norm_var, "float32"),
+        name="normalize",
+    )(inputs)
+    for i in range(arch.layers):
+        last = i == arch.layers - 1
+        rnn = CELLS[arch.cell](
+            arch.units,
+            return_sequences=not (last and head == "sequence_classification"),
+            dropout=arch.dropout,
+            recurrent_dropout=arch.recurrent_dropout,
+            name=f"{arch.cell}_{i}",
+        )
+        x = keras.layers.Bidirectional(rnn, name=f"bi_{arch.cell}_{i}")(x) if arch.bidirectional else rnn(x)
+    if arch.dropout:
+        x = keras.layers.Dropout(arch.dropout, name="head_dropout")(x)
+    activation = "linear" if head == "step_regression" else "softmax"
+    outputs = keras.layers.Dense(n_outputs, activation=activation, name="head")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def is_causal(model: keras.Model) -> bool:
+    """True when every output step depends only on the inputs up to that step."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            return False
+        if isinstance(layer, keras.layers.RNN) and not layer.return_sequences:
+            return False
+    return True

@@ -1,0 +1,68 @@
+"""Model cards: write, read and verify ``saved_models/<name>/card.json`` beside ``model.keras``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+SAVED_MODELS = Path(__file__).resolve().parent.parent / "saved_models"
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+
+
+class IntegrityError(RuntimeError):
+    """A model file that does not match the sha256 its card records (tampered or corrupt)."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_dir(name: str, root: Path | None = None) -> Path:
+    return (root or SAVED_MODELS) / name
+
+
+def shipped(root: Path | None = None) -> list[str]:
+    """Names of the folders that hold both a model and its card."""
+    base = root or SAVED_MODELS
+    if not base.is_dir():
+        return []
+    return sorted(d.name for d in base.iterdir() if (d / MODEL_FILE).is_file() and (d / CARD_FILE).is_file())
+
+
+def read_card(folder: Path) -> dict:
+    path = folder / CARD_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no card at {path}: train the model first (rnnzoo train NAME)") from None
+    except json.JSONDecodeError as e:
+        raise IntegrityError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+
+
+def write_card(folder: Path, card: dict) -> dict:
+    """Stamp the model file's sha256 into ``card`` and write it atomically."""
+    card = {**card, "sha256": sha256(folder / MODEL_FILE)}
+    tmp = folder / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(folder / CARD_FILE)
+    return card
+
+
+def verify(folder: Path, card: dict) -> Path:
+    """The model file's path, once its sha256 matches the card."""
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    actual = sha256(path)
+    if actual != card.get("sha256"):
+        raise IntegrityError(
+            f"{path} does not match its card (sha256 {actual[:12]}… != {str(card.get('sha256'))[:12]}…): "
+            "the file was modified or corrupted; refusing to load it"
+        )
+    return path

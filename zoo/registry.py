@@ -1,0 +1,132 @@
+"""The one table of the zoo's models: name -> task, head, architecture and training recipe.
+
+``zoo.list_models()``, ``zoo.load()``, ``zoo.train()``, the CLI and the retraining script all read this table;
+nothing else lists models.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, replace
+
+from zoo.builder import Architecture
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained (the card records it next to the backend, device and wall time)."""
+
+    epochs: int = 200
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    clipnorm: float = 1.0
+    patience: int = 30
+    seed: int = 0
+    optimizer: str = "adam"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the zoo."""
+
+    name: str
+    task: str
+    head: str
+    arch: Architecture
+    recipe: Recipe = field(default_factory=Recipe)
+    summary: str = ""
+
+    def with_overrides(self, **overrides: object) -> ModelSpec:
+        """A copy with architecture / recipe fields replaced (``cell=``, ``units=``, ``epochs=``, …)."""
+        arch_keys = set(Architecture.__dataclass_fields__)
+        recipe_keys = set(Recipe.__dataclass_fields__)
+        unknown = set(overrides) - arch_keys - recipe_keys
+        if unknown:
+            raise ValueError(
+                f"unknown override(s) {sorted(unknown)}: choose from {sorted(arch_keys | recipe_keys)}"
+            )
+        arch = replace(self.arch, **{k: v for k, v in overrides.items() if k in arch_keys})
+        recipe = replace(self.recipe, **{k: v for k, v in overrides.items() if k in recipe_keys})
+        head = self.head
+        if arch.bidirectional and head.startswith("step_classification"):
+            head = "sequence_classification"  # a bidirectional model sees the future: no per-step answer
+        return replace(self, arch=arch, recipe=recipe, head=head)
+
+
+def _activity(cell: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"activity-{cell}-causal",
+        task="activity",
+        head="step_classification",
+        arch=Architecture(cell=cell, units=64, layers=2, dropout=0.1),
+        recipe=Recipe(epochs=300, batch_size=8, learning_rate=3e-3, patience=60),
+        summary=f"IoT activity from smartwatch IMU, causal {cell.upper()}: a prediction after every reading",
+    )
+
+
+_SPECS = [
+    _activity("gru"),
+    _activity("lstm"),
+    _activity("simple"),
+    ModelSpec(
+        name="activity-bigru",
+        task="activity",
+        head="sequence_classification",
+        arch=Architecture(cell="gru", units=32, layers=1, bidirectional=True, dropout=0.1),
+        recipe=Recipe(epochs=300, batch_size=8, learning_rate=3e-3, patience=60),
+        summary="IoT activity from smartwatch IMU, bidirectional GRU over the whole 10 s window",
+    ),
+    ModelSpec(
+        name="pigcvp-bigru",
+        task="pigcvp",
+        head="sequence_classification",
+        arch=Architecture(cell="gru", units=64, layers=1, bidirectional=True, dropout=0.2),
+        recipe=Recipe(epochs=400, batch_size=16, learning_rate=3e-3, patience=80),
+        summary="Healthcare: identify the animal from a central venous pressure waveform (52 classes)",
+    ),
+    ModelSpec(
+        name="ecg-anomaly-gru",
+        task="ecg-anomaly",
+        head="step_regression",
+        arch=Architecture(cell="gru", units=32, layers=1),
+        recipe=Recipe(epochs=200, batch_size=16, learning_rate=3e-3, patience=20),
+        summary="Healthcare: ECG next-sample forecaster; anomalies where the forecast fails",
+    ),
+    ModelSpec(
+        name="abp-anomaly-gru",
+        task="abp-anomaly",
+        head="step_regression",
+        arch=Architecture(cell="gru", units=32, layers=1),
+        recipe=Recipe(epochs=200, batch_size=16, learning_rate=3e-3, patience=20),
+        summary="Healthcare: arterial blood pressure forecaster; anomalies where the forecast fails",
+    ),
+    ModelSpec(
+        name="co2-forecast-gru",
+        task="co2-forecast",
+        head="step_regression",
+        arch=Architecture(cell="gru", units=32, layers=1),
+        recipe=Recipe(epochs=100, batch_size=16, learning_rate=3e-3, patience=15),
+        summary="IoT sensor forecasting: weekly Mauna Loa CO2, next week, with residual anomaly flags",
+    ),
+]
+
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+
+
+class UnknownModelError(KeyError):
+    """Raised for a name the registry does not hold; the message suggests the closest names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``, or an error naming the closest entries."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(REGISTRY)}"
+    raise UnknownModelError(f"unknown model {name!r}{hint}")

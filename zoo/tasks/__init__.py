@@ -1,0 +1,21 @@
+"""Tasks: what differs between models — data, split, targets, metrics and baselines.
+
+Every task turns a dataset into ``Prepared`` arrays and scores a model on its test split; the builder and the
+training loop are shared by all of them.
+"""
+
+from __future__ import annotations
+
+from zoo.tasks.base import Prepared, Task
+from zoo.tasks.classification import ACTIVITY, PIG_CVP
+from zoo.tasks.forecast import ABP_ANOMALY, CO2_FORECAST, ECG_ANOMALY
+
+TASKS: dict[str, Task] = {
+    "activity": ACTIVITY,
+    "pigcvp": PIG_CVP,
+    "ecg-anomaly": ECG_ANOMALY,
+    "abp-anomaly": ABP_ANOMALY,
+    "co2-forecast": CO2_FORECAST,
+}
+
+__all__ = ["TASKS", "Prepared", "Task"]

@@ -1,0 +1,61 @@
+"""What every task provides, and the arrays it hands to the training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import keras
+import numpy as np
+
+
+@dataclass
+class Prepared:
+    """A task's data, split and ready to fit.
+
+    ``x_*`` are raw inputs ``[N, T, F]`` (the model normalises them itself); ``y_*`` are training targets in
+    the shape the head emits; regression targets are fitted as ``(y - target_mean) / target_std`` and the
+    scale is folded back into the head afterwards. ``dataset``, ``split`` and ``preprocessing`` go to the card.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    n_outputs: int
+    norm_mean: np.ndarray
+    norm_var: np.ndarray
+    dataset: dict
+    split: dict
+    preprocessing: dict
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+
+class Task(Protocol):
+    """The part of a model that is not its architecture or its training recipe."""
+
+    kind: str
+    heads: tuple[str, ...]
+
+    def prepare(self, seed: int, head: str) -> Prepared:
+        """Load, split and shape the data for ``head``."""
+        ...
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out raw inputs ``[N, T, F]`` and their labels or targets, as a user would feed them."""
+        ...
+
+    def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        """Test metrics of ``model``, plus anything the card should show (plots are written elsewhere)."""
+        ...
+
+    def baselines(self, prepared: Prepared) -> dict:
+        """Simple reference methods measured on the same test split."""
+        ...
+
+
+def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance over all samples and steps (the Normalization layer's statistics)."""
+    flat = x.reshape(-1, x.shape[-1]).astype("float64")
+    return flat.mean(0).astype("float32"), np.maximum(flat.var(0), 1e-12).astype("float32")

@@ -1,0 +1,162 @@
+"""Sequence classification, whole-sequence or per step (causal, streamable).
+
+Per step, every time step is labelled with its sequence's class, the loss runs over all steps, and the model
+can answer after every reading; the card reports accuracy at the last step and averaged over steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.model_selection import train_test_split
+
+from zoo.data import physio, sensors
+from zoo.tasks.base import Prepared, feature_stats
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """Classify sequences from an archive's default train/test split.
+
+    Args:
+        loader: ``loader("train" | "test") -> (X [N, T, F], y labels)``.
+        dataset: card description of the dataset.
+        val_fraction: share of the training split held out (stratified when every class allows it) for early
+            stopping.
+        published: best published test accuracies on the same default split, for the card.
+        frame: when > 1, consecutive raw samples are grouped into frames of this many values, so a long
+            univariate waveform becomes a shorter multivariate sequence (each step sees ``frame`` samples).
+    """
+
+    loader: Callable[[str], tuple[np.ndarray, np.ndarray]]
+    dataset: dict
+    val_fraction: float = 0.2
+    published: dict | None = None
+    frame: int = 1
+    kind: str = "classification"
+    heads: tuple[str, ...] = ("step_classification", "sequence_classification")
+
+    def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.loader(split)
+        if self.frame > 1:
+            n, t, f = x.shape
+            t -= t % self.frame
+            x = x[:, :t].reshape(n, t // self.frame, self.frame * f)
+        return x, y
+
+    def class_names(self) -> list[str]:
+        _, y = self._load("train")
+        return sorted(set(y.tolist()), key=lambda s: (0, int(s), "") if s.isdigit() else (1, 0, s))
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._load("test")
+        index = {c: i for i, c in enumerate(self.class_names())}
+        return x, np.array([index[c] for c in y])
+
+    def prepare(self, seed: int, head: str) -> Prepared:
+        x, labels = self._load("train")
+        names = self.class_names()
+        y = np.array([names.index(c) for c in labels])
+        counts = np.bincount(y)
+        stratify = y if counts.min() >= 2 and round(len(y) * self.val_fraction) >= len(names) else None
+        x_tr, x_va, y_tr, y_va = train_test_split(
+            x, y, test_size=self.val_fraction, random_state=seed, stratify=stratify
+        )
+        mean, var = feature_stats(x_tr)
+        x_test, _ = self._load("test")
+        steps = x.shape[1]
+
+        def shape(targets: np.ndarray) -> np.ndarray:
+            return np.repeat(targets[:, None], steps, axis=1) if head == "step_classification" else targets
+
+        return Prepared(
+            x_train=x_tr,
+            y_train=shape(y_tr),
+            x_val=x_va,
+            y_val=shape(y_va),
+            n_outputs=len(names),
+            norm_mean=mean,
+            norm_var=var,
+            dataset=self.dataset,
+            split={
+                "how": f"archive default train/test; validation = {self.val_fraction:.0%} of train "
+                f"({'stratified' if stratify is not None else 'random'}, seed {seed})",
+                "train": len(x_tr),
+                "validation": len(x_va),
+                "test": len(x_test),
+            },
+            preprocessing={
+                "class_names": names,
+                "n_features": int(x.shape[2]),
+                "sequence_length": int(steps),
+                "frame": self.frame,
+                "normalization": {
+                    "mean": mean.tolist(),
+                    "variance": var.tolist(),
+                    "where": "inside the model",
+                },
+                **(
+                    {"sample_rate_hz": self.dataset["sample_rate_hz"]}
+                    if "sample_rate_hz" in self.dataset
+                    else {}
+                ),
+            },
+        )
+
+    def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        x, y = self.test_data()
+        probs = np.asarray(model.predict(x, verbose=0))
+        metrics: dict = {}
+        if head == "step_classification":
+            per_step = (probs.argmax(-1) == y[:, None]).mean(0)
+            metrics["per_step_accuracy_mean"] = float(per_step.mean())
+            marks = sorted({max(1, len(per_step) * k // 10) for k in (1, 2, 5, 10)})
+            metrics["accuracy_after_steps"] = {str(m): float(per_step[m - 1]) for m in marks}
+            probs = probs[:, -1]
+        pred = probs.argmax(-1)
+        metrics["accuracy"] = float((pred == y).mean())
+        metrics["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+        metrics["confusion_matrix"] = confusion_matrix(y, pred, labels=range(prepared.n_outputs)).tolist()
+        if self.published:
+            metrics["published_accuracy"] = self.published
+            best = max(self.published.values())
+            metrics["gap_to_best_published"] = round(best - metrics["accuracy"], 4)
+        return metrics
+
+    def baselines(self, prepared: Prepared) -> dict:
+        x_train, train_labels = self._load("train")
+        names = self.class_names()
+        y_train = np.array([names.index(c) for c in train_labels])
+        x, y = self.test_data()
+        majority = np.bincount(y_train).argmax()
+        # 1-nearest-neighbour with Euclidean distance: the classic UCR reference method.
+        d = ((x.reshape(len(x), -1)[:, None] - x_train.reshape(len(x_train), -1)[None]) ** 2).sum(-1)
+        nn = y_train[d.argmin(1)]
+        return {
+            "majority_class": {
+                "accuracy": float((y == majority).mean()),
+                "balanced_accuracy": float(balanced_accuracy_score(y, np.full_like(y, majority))),
+            },
+            "1nn_euclidean": {
+                "accuracy": float((nn == y).mean()),
+                "balanced_accuracy": float(balanced_accuracy_score(y, nn)),
+            },
+        }
+
+
+ACTIVITY = ClassificationTask(
+    loader=sensors.basic_motions,
+    dataset=sensors.BASIC_MOTIONS,
+    published={"archive best (aeon results, several methods)": 1.0},
+)
+
+PIG_CVP = ClassificationTask(
+    loader=physio.pig_cvp,
+    dataset=physio.PIG_CVP,
+    published={"InceptionTime": 0.966, "HIVE-COTE 2": 0.952, "WEASEL-2.0": 0.957},
+    frame=20,
+)

@@ -1,0 +1,147 @@
+"""The one training loop: every model of the zoo is fitted, evaluated and exported here.
+
+Keras ``fit`` with gradient clipping, early stopping on the validation split with the best weights restored,
+fixed seeds and a progress bar; then the test metrics and baselines, the learning curve, and the card.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoo import cards
+from zoo.builder import build_model, is_causal
+from zoo.registry import ModelSpec
+from zoo.tasks import TASKS, Prepared
+
+
+def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Model, dict]:
+    """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history."""
+    keras.utils.set_random_seed(spec.recipe.seed)
+    model = build_model(
+        spec.arch,
+        spec.head,
+        n_features=prepared.x_train.shape[-1],
+        n_outputs=prepared.n_outputs,
+        norm_mean=prepared.norm_mean,
+        norm_var=prepared.norm_var,
+        name=spec.name.replace("-", "_"),
+    )
+    classify = spec.head != "step_regression"
+    optimizer = keras.optimizers.get(
+        {"class_name": spec.recipe.optimizer, "config": {"learning_rate": spec.recipe.learning_rate}}
+    )
+    optimizer.clipnorm = spec.recipe.clipnorm
+    # Per-step heads: the loss is averaged over every time step of every sequence.
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy" if classify else "mse",
+        metrics=["accuracy"] if classify else ["mae"],
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=spec.recipe.patience, restore_best_weights=True, verbose=0
+    )
+    scale = lambda y: (y - prepared.target_mean) / prepared.target_std  # noqa: E731
+    history = model.fit(
+        prepared.x_train,
+        scale(prepared.y_train) if not classify else prepared.y_train,
+        validation_data=(prepared.x_val, scale(prepared.y_val) if not classify else prepared.y_val),
+        epochs=spec.recipe.epochs,
+        batch_size=spec.recipe.batch_size,
+        shuffle=True,
+        callbacks=[stop],
+        verbose=verbose,
+    )
+    if not classify:
+        _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    hist["best_epoch"] = int(np.argmin(hist["val_loss"])) + 1
+    return model, hist
+
+
+def _fold_target_scale(head: keras.layers.Dense, mean: float, std: float) -> None:
+    """Make a head fitted on standardised targets emit raw units: y = (xW + b) * std + mean, exactly linear,
+    so the exported model stays a plain chain of standard layers (no extra de-normalisation layer)."""
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * std, bias * std + mean])
+
+
+def plot_history(history: dict, path: Path, title: str) -> None:
+    """Learning curve: training and validation loss per epoch, best epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(history["loss"], label="train")
+    ax.plot(history["val_loss"], label="validation")
+    ax.axvline(
+        history["best_epoch"] - 1, color="grey", ls="--", lw=1, label=f"best epoch {history['best_epoch']}"
+    )
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def device_name() -> str:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices()[0]
+        return f"{dev.platform}:{getattr(dev, 'device_kind', dev)}"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> dict:
+    """Train ``spec`` end to end and write ``<out_root>/<name>/`` (model, card, history, plots)."""
+    task = TASKS[spec.task]
+    folder = cards.model_dir(spec.name, out_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    prepared = task.prepare(spec.recipe.seed, spec.head)
+    start = time.perf_counter()
+    model, history = fit(spec, prepared, verbose=verbose)
+    wall = time.perf_counter() - start
+    model.save(folder / cards.MODEL_FILE)
+    (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot_history(history, folder / "learning_curve.png", spec.name)
+    extra = task.plot(model, folder / "test_plot.png") if hasattr(task, "plot") else None
+    card = {
+        "name": spec.name,
+        "summary": spec.summary,
+        "task": spec.task,
+        "kind": task.kind,
+        "head": spec.head,
+        "architecture": spec.arch.to_dict(),
+        "streaming": {"mode": "step"}
+        if is_causal(model)
+        else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
+        "dataset": prepared.dataset,
+        "split": prepared.split,
+        "preprocessing": prepared.preprocessing,
+        "test_metrics": task.evaluate(model, prepared, spec.head),
+        "baselines": task.baselines(prepared),
+        "recipe": {
+            **spec.recipe.to_dict(),
+            "epochs_run": len(history["loss"]),
+            "best_epoch": history["best_epoch"],
+            "early_stopping": f"val_loss, patience {spec.recipe.patience}, best weights restored",
+            "backend": keras.backend.backend(),
+            "device": device_name(),
+            "wall_time_s": round(wall, 1),
+        },
+        "keras_version": keras.__version__,
+        "parameters": int(model.count_params()),
+        "files": {"learning_curve": "learning_curve.png", "history": "history.json"}
+        | ({"test_plot": "test_plot.png"} if extra is not None else {}),
+    }
+    return cards.write_card(folder, card)
