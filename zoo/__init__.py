@@ -12,7 +12,27 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the user's screen
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and its backend) once, with file descriptor 2 muted: TensorFlow's C++ runtime writes
+    start-up lines (absl, oneDNN) straight to it, which no environment variable silences; errors still raise."""
+    import sys
+
+    if "keras" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_keras_quietly()
 
 from zoo import cards  # noqa: E402
 from zoo.registry import REGISTRY, UnknownModelError, get_spec  # noqa: E402

@@ -7,6 +7,7 @@ fixed seeds and a progress bar; then the test metrics and baselines, the learnin
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -71,6 +72,20 @@ def _fold_target_scale(head: keras.layers.Dense, mean: float, std: float) -> Non
     head.set_weights([kernel * std, bias * std + mean])
 
 
+def streaming_parity(model: keras.Model, x: np.ndarray) -> float:
+    """Largest |difference| between the streaming step engine, fed one reading at a time, and Keras run on
+    the whole sequences ``x`` — the contract a causal model's card records (must stay ≤ 1e-5)."""
+    from streaming.step import StepModel
+
+    stepper = StepModel.from_keras(model)
+    state = stepper.initial_state(len(x))
+    steps = []
+    for t in range(x.shape[1]):
+        y, state = stepper.step(x[:, t], state)
+        steps.append(y)
+    return float(np.abs(np.stack(steps, 1) - np.asarray(model.predict(x, verbose=0))).max())
+
+
 def plot_history(history: dict, path: Path, title: str) -> None:
     """Learning curve: training and validation loss per epoch, best epoch marked."""
     import matplotlib
@@ -93,13 +108,14 @@ def plot_history(history: dict, path: Path, title: str) -> None:
 
 
 def device_name() -> str:
-    backend = keras.backend.backend()
-    if backend == "jax":
+    """Where training ran, for the card: the accelerator if the backend used one, else the CPU."""
+    if keras.backend.backend() == "jax":
         import jax
 
         dev = jax.devices()[0]
-        return f"{dev.platform}:{getattr(dev, 'device_kind', dev)}"
-    return f"cpu ({platform.processor() or platform.machine()})"
+        if dev.platform != "cpu":
+            return f"{dev.platform.upper()}: {dev.device_kind}"
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores; no GPU)"
 
 
 def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> dict:
@@ -122,7 +138,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
         "kind": task.kind,
         "head": spec.head,
         "architecture": spec.arch.to_dict(),
-        "streaming": {"mode": "step"}
+        "streaming": {"mode": "step", "max_abs_diff_vs_keras": streaming_parity(model, task.test_data()[0])}
         if is_causal(model)
         else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
         "dataset": prepared.dataset,

@@ -1,0 +1,89 @@
+"""Every shipped model: loads offline, is refused when tampered with, and re-measures to its card."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import cards
+from zoo.registry import REGISTRY
+
+SHIPPED = zoo.list_models()
+
+
+def test_the_sensor_and_health_models_ship() -> None:
+    for name in ("activity-gru-causal", "activity-lstm-causal", "activity-simple-causal", "activity-bigru"):
+        assert name in SHIPPED
+    assert {"ecg-anomaly-gru", "abp-anomaly-gru", "co2-forecast-gru"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_is_complete(name: str) -> None:
+    card = zoo.card(name)
+    for key in ("task", "dataset", "split", "preprocessing", "test_metrics", "baselines", "recipe", "sha256"):
+        assert card[key], key
+    for key in ("seed", "epochs", "batch_size", "optimizer", "clipnorm", "backend", "device", "wall_time_s"):
+        assert key in card["recipe"], key
+    assert card["parameters"] == zoo.load(name).count_params()
+    assert card["name"] == name and card["head"] == REGISTRY[name].head
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_re_evaluation_matches_card(name: str) -> None:
+    fresh, recorded = zoo.evaluate(name), zoo.card(name)["test_metrics"]
+    for key in ("accuracy", "balanced_accuracy", "per_step_accuracy_mean", "mae", "rmse", "mase"):
+        if key in recorded:
+            # Trained on one backend, re-measured on another: float round-off only.
+            assert fresh[key] == pytest.approx(recorded[key], abs=2e-3), key
+    if "anomaly" in recorded:
+        for key in ("ucr_hit", "ucr_top_score_index", "flagged_test_points"):
+            if key in recorded["anomaly"]:
+                assert fresh["anomaly"][key] == recorded["anomaly"][key], key
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if zoo.card(n)["kind"] == "forecast"])
+def test_forecasters_beat_seasonal_naive_and_detectors_hit(name: str) -> None:
+    card = zoo.card(name)
+    m, base = card["test_metrics"], card["baselines"]
+    assert m["mase"] < min(b["mase"] for b in base.values())
+    if "ucr_hit" in m["anomaly"]:
+        assert m["anomaly"]["ucr_hit"]
+
+
+def test_tampered_model_is_refused(tmp_path, monkeypatch) -> None:
+    name = SHIPPED[0]
+    shutil.copytree(cards.model_dir(name), tmp_path / name)
+    path = tmp_path / name / "model.keras"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(cards, "SAVED_MODELS", tmp_path)
+    with pytest.raises(cards.IntegrityError, match="does not match its card"):
+        zoo.load(name)
+
+
+def test_saved_model_loads_on_jax_with_the_same_outputs(tmp_path) -> None:
+    name = "activity-gru-causal"
+    x, _ = zoo.test_data(name)
+    np.save(tmp_path / "x.npy", x[:4])
+    ours = np.asarray(zoo.load(name).predict(x[:4], verbose=0))
+    code = (
+        "import sys, numpy as np, zoo; x = np.load(sys.argv[1]); "
+        "np.save(sys.argv[2], np.asarray(zoo.load(sys.argv[3]).predict(x, verbose=0)))"
+    )
+    env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), name],
+        env=env,
+        check=True,
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ours, atol=1e-5)
+
+
+def test_card_json_is_what_card_returns() -> None:
+    for name in SHIPPED:
+        assert json.loads((cards.model_dir(name) / "card.json").read_text()) == zoo.card(name)
