@@ -13,7 +13,13 @@ import keras
 import numpy as np
 
 CELLS = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-HEADS = ("sequence_classification", "step_classification", "step_regression")
+# Head -> activation of the output layer. ``step_*`` heads answer at every time step.
+HEADS = {
+    "sequence_classification": "softmax",
+    "step_classification": "softmax",
+    "step_regression": "linear",
+    "step_multilabel": "sigmoid",  # independent yes/no per output (e.g. which piano keys sound)
+}
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,7 @@ def build_model(
         x = keras.layers.Bidirectional(rnn, name=f"bi_{arch.cell}_{i}")(x) if arch.bidirectional else rnn(x)
     if arch.dropout:
         x = keras.layers.Dropout(arch.dropout, name="head_dropout")(x)
-    activation = "linear" if head == "step_regression" else "softmax"
-    outputs = keras.layers.Dense(n_outputs, activation=activation, name="head")(x)
+    outputs = keras.layers.Dense(n_outputs, activation=HEADS[head], name="head")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -21,6 +21,23 @@ from zoo.registry import ModelSpec
 from zoo.tasks import TASKS, Prepared
 
 
+def summed_binary_crossentropy(y_true, y_pred):  # noqa: ANN001 (Keras loss signature)
+    """Binary cross-entropy summed over outputs (e.g. the 88 keys), averaged over steps: the polyphonic-music
+    benchmark's negative log-likelihood per frame."""
+    y_pred = keras.ops.clip(y_pred, 1e-7, 1 - 1e-7)
+    nll = -(y_true * keras.ops.log(y_pred) + (1 - y_true) * keras.ops.log(1 - y_pred))
+    return keras.ops.sum(nll, axis=-1)
+
+
+# Head -> (loss, metric). Losses average over every time step where the head answers per step.
+LOSSES = {
+    "sequence_classification": ("sparse_categorical_crossentropy", "accuracy"),
+    "step_classification": ("sparse_categorical_crossentropy", "accuracy"),
+    "step_regression": ("mse", "mae"),
+    "step_multilabel": (summed_binary_crossentropy, "binary_accuracy"),
+}
+
+
 def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Model, dict]:
     """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history."""
     keras.utils.set_random_seed(spec.recipe.seed)
@@ -33,32 +50,32 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
         norm_var=prepared.norm_var,
         name=spec.name.replace("-", "_"),
     )
-    classify = spec.head != "step_regression"
+    regression = spec.head == "step_regression"
     optimizer = keras.optimizers.get(
         {"class_name": spec.recipe.optimizer, "config": {"learning_rate": spec.recipe.learning_rate}}
     )
     optimizer.clipnorm = spec.recipe.clipnorm
     # Per-step heads: the loss is averaged over every time step of every sequence.
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy" if classify else "mse",
-        metrics=["accuracy"] if classify else ["mae"],
-    )
+    loss, metric = LOSSES[spec.head]
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=spec.recipe.patience, restore_best_weights=True, verbose=0
     )
-    scale = lambda y: (y - prepared.target_mean) / prepared.target_std  # noqa: E731
+    y_train, y_val = prepared.y_train, prepared.y_val
+    if regression:  # fit standardised targets; the scale is folded back into the head below
+        y_train = (y_train - prepared.target_mean) / prepared.target_std
+        y_val = (y_val - prepared.target_mean) / prepared.target_std
     history = model.fit(
         prepared.x_train,
-        scale(prepared.y_train) if not classify else prepared.y_train,
-        validation_data=(prepared.x_val, scale(prepared.y_val) if not classify else prepared.y_val),
+        y_train,
+        validation_data=(prepared.x_val, y_val),
         epochs=spec.recipe.epochs,
         batch_size=spec.recipe.batch_size,
         shuffle=True,
         callbacks=[stop],
         verbose=verbose,
     )
-    if not classify:
+    if regression:
         _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     hist["best_epoch"] = int(np.argmin(hist["val_loss"])) + 1
