@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import zoo
+from zoo import cards
 from zoo.registry import REGISTRY
+
+# Same recipe, different cell: each card of a group carries the group's comparison table.
+CELL_COMPARISONS = {
+    ("activity-gru-causal", "activity-lstm-causal", "activity-simple-causal"): (
+        "accuracy",
+        "balanced_accuracy",
+        "per_step_accuracy_mean",
+    ),
+}
 
 
 def main() -> None:
@@ -31,6 +42,11 @@ def main() -> None:
         m = card["test_metrics"]
         headline = {k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "mase") if k in m}
         print(f"[{i}/{len(names)}] {name}: {headline} in {time.perf_counter() - start:.0f} s", flush=True)
+    root = Path(args.out) if args.out else None
+    for group, metrics in CELL_COMPARISONS.items():
+        if set(group) & set(names) and all((cards.model_dir(n, root) / cards.CARD_FILE).is_file() for n in group):
+            for row in cards.add_cell_comparison(list(group), metrics, root):
+                print("  ", row)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,19 @@ def verify(folder: Path, card: dict) -> Path:
             "the file was modified or corrupted; refusing to load it"
         )
     return path
+
+
+def add_cell_comparison(names: list[str], metrics: tuple[str, ...], root: Path | None = None) -> list[dict]:
+    """Write, into each named card, the table comparing those models (the same recipe with different cells),
+    read from their own cards so every number is one that was measured."""
+    table = []
+    for name in names:
+        card = read_card(model_dir(name, root))
+        row = {"model": name, "cell": card["architecture"]["cell"], "parameters": card["parameters"]}
+        row |= {m: card["test_metrics"][m] for m in metrics if m in card["test_metrics"]}
+        row["wall_time_s"] = card["recipe"]["wall_time_s"]
+        table.append(row)
+    for name in names:
+        folder = model_dir(name, root)
+        write_card(folder, {**read_card(folder), "cell_comparison": table})
+    return table
