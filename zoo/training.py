@@ -38,8 +38,28 @@ LOSSES = {
 }
 
 
+class EpochBar(keras.callbacks.Callback):
+    """One progress bar over epochs (not one per epoch), with the latest losses; closes on early stop."""
+
+    def __init__(self, epochs: int, label: str) -> None:
+        super().__init__()
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=epochs, desc=label, unit="epoch", dynamic_ncols=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "val_loss")})
+        self.bar.update(1)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.bar.close()
+
+
 def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Model, dict]:
-    """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history."""
+    """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history.
+
+    ``verbose``: 0 silent, 1 one progress bar over epochs, 2 Keras' line per epoch (logs)."""
     keras.utils.set_random_seed(spec.recipe.seed)
     model = build_model(
         spec.arch,
@@ -72,8 +92,8 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
         epochs=spec.recipe.epochs,
         batch_size=spec.recipe.batch_size,
         shuffle=True,
-        callbacks=[stop],
-        verbose=verbose,
+        callbacks=[stop, EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else [stop],
+        verbose=0 if verbose == 1 else verbose,
     )
     if regression:
         _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
