@@ -18,11 +18,13 @@ from zoo.registry import REGISTRY
 
 # Same recipe, different cell: each card of a group carries the group's comparison table.
 CELL_COMPARISONS = {
+    ("sentiment-bilstm", "sentiment-bigru", "sentiment-bisimple"): ("accuracy", "macro_f1"),
     ("activity-gru-causal", "activity-lstm-causal", "activity-simple-causal"): (
         "accuracy",
         "balanced_accuracy",
         "per_step_accuracy_mean",
     ),
+    ("chorales-gru", "chorales-lstm", "chorales-simple"): ("nll_per_frame",),
 }
 
 
@@ -40,11 +42,15 @@ def main() -> None:
         print(f"[{i}/{len(names)}] training {name}", flush=True)
         card = zoo.train(name, out=args.out, verbose=0 if args.quiet else 2)
         m = card["test_metrics"]
-        headline = {k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "mase") if k in m}
+        headline = {
+            k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "mase", "nll_per_frame") if k in m
+        }
         print(f"[{i}/{len(names)}] {name}: {headline} in {time.perf_counter() - start:.0f} s", flush=True)
     root = Path(args.out) if args.out else None
     for group, metrics in CELL_COMPARISONS.items():
-        if set(group) & set(names) and all((cards.model_dir(n, root) / cards.CARD_FILE).is_file() for n in group):
+        if set(group) & set(names) and all(
+            (cards.model_dir(n, root) / cards.CARD_FILE).is_file() for n in group
+        ):
             for row in cards.add_cell_comparison(list(group), metrics, root):
                 print("  ", row)
 

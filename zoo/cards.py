@@ -76,9 +76,40 @@ def add_cell_comparison(names: list[str], metrics: tuple[str, ...], root: Path |
         card = read_card(model_dir(name, root))
         row = {"model": name, "cell": card["architecture"]["cell"], "parameters": card["parameters"]}
         row |= {m: card["test_metrics"][m] for m in metrics if m in card["test_metrics"]}
-        row["wall_time_s"] = card["recipe"]["wall_time_s"]
+        row |= {
+            k: card["recipe"][k] for k in ("best_epoch", "epochs_run", "wall_time_s", "backend", "device")
+        }
         table.append(row)
     for name in names:
         folder = model_dir(name, root)
         write_card(folder, {**read_card(folder), "cell_comparison": table})
     return table
+
+
+def write_assets(folder: Path, assets: dict) -> dict:
+    """Write each asset (file name -> JSON content) beside the model; return ``{file name: sha256}`` for the
+    card."""
+    written = {}
+    for file_name, content in assets.items():
+        path = folder / file_name
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(content, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        written[file_name] = sha256(path)
+    return written
+
+
+def verify_assets(folder: Path, card: dict) -> dict[str, Path]:
+    """Paths of the card's assets (tokenizer vocabularies…), once each file's sha256 matches the card."""
+    paths = {}
+    for file_name, digest in card.get("assets", {}).items():
+        path = folder / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (the card lists it as an asset of the model)")
+        if sha256(path) != digest:
+            raise IntegrityError(
+                f"{path} does not match its card (sha256 {sha256(path)[:12]}… != {digest[:12]}…): "
+                "the file was modified or corrupted; refusing to load the model"
+            )
+        paths[file_name] = path
+    return paths

@@ -23,6 +23,9 @@ class Recipe:
     patience: int = 30
     seed: int = 0
     optimizer: str = "adam"
+    # What early stopping watches on the validation split: "val_loss", or "val_accuracy" where a tiny
+    # validation set makes its loss rise while accuracy still improves.
+    monitor: str = "val_loss"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +70,18 @@ def _activity(cell: str) -> ModelSpec:
     )
 
 
+def _chorales(cell: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"chorales-{cell}",
+        task="chorales",
+        head="step_multilabel",
+        arch=Architecture(cell=cell, units=64, layers=2, dropout=0.2),
+        # Sized to train in about 5 minutes on 2 shared CPU cores (JAX backend).
+        recipe=Recipe(epochs=60, batch_size=32, learning_rate=3e-3, patience=8),
+        summary=f"Music: Bach chorale next-frame model (88-key piano roll), {cell.upper()}; writes MIDI",
+    )
+
+
 _SPECS = [
     _activity("gru"),
     _activity("lstm"),
@@ -84,8 +99,9 @@ _SPECS = [
         task="pigcvp",
         head="sequence_classification",
         arch=Architecture(cell="gru", units=64, layers=1, bidirectional=True, dropout=0.2),
-        recipe=Recipe(epochs=400, batch_size=16, learning_rate=3e-3, patience=80),
-        summary="Healthcare: identify the animal from a central venous pressure waveform (52 classes)",
+        recipe=Recipe(epochs=300, batch_size=16, learning_rate=1e-3, patience=80),
+        summary="Healthcare: identify the animal from a central venous pressure waveform (52 classes), "
+        "BiGRU over a log spectrogram",
     ),
     ModelSpec(
         name="ecg-anomaly-gru",
@@ -111,6 +127,74 @@ _SPECS = [
         recipe=Recipe(epochs=100, batch_size=16, learning_rate=3e-3, patience=15),
         summary="IoT sensor forecasting: weekly Mauna Loa CO2, next week, with residual anomaly flags",
     ),
+    _chorales("lstm"),
+    _chorales("gru"),
+    _chorales("simple"),
+]
+
+# Speech (issue 6): audio models read 20 ms log-mel frames from `zoo.audio.FrontEnd`.
+_SPECS += [
+    ModelSpec(
+        name="japanese-vowels-bigru",
+        task="japanese-vowels",
+        head="sequence_classification",
+        arch=Architecture(cell="gru", units=32, layers=1, bidirectional=True, dropout=0.2),
+        recipe=Recipe(epochs=300, batch_size=16, learning_rate=3e-3, patience=40),
+        summary="Speech: which of 9 speakers said /ae/, from 12 LPC cepstra per frame (UEA JapaneseVowels)",
+    ),
+    ModelSpec(
+        name="spoken-words-bigru",
+        task="spoken-words",
+        head="sequence_classification",
+        arch=Architecture(cell="gru", units=64, layers=2, bidirectional=True, dropout=0.2),
+        recipe=Recipe(epochs=80, batch_size=32, learning_rate=2e-3, patience=12),
+        summary="Speech: which of 20 words (digits, commands) a 1.2 s clip says, on voices never heard in training",
+    ),
+    ModelSpec(
+        name="keyword-seven-gru",
+        task="keyword-spotting",
+        head="step_classification",
+        arch=Architecture(cell="gru", units=64, layers=2, dropout=0.1),
+        recipe=Recipe(epochs=40, batch_size=32, learning_rate=2e-3, patience=8),
+        summary='Speech: streaming keyword spotter, causal GRU per 20 ms frame, fires on "seven"',
+    ),
+    ModelSpec(
+        name="digits-ctc-bigru",
+        task="connected-digits",
+        head="ctc",
+        arch=Architecture(cell="gru", units=64, layers=2, bidirectional=True, dropout=0.1),
+        recipe=Recipe(epochs=10, batch_size=32, learning_rate=3e-3, patience=3),
+        summary="Speech: transcribe 1-6 connected spoken digits (bidirectional GRU, CTC, beam search)",
+    ),
+]
+
+
+# NLP (issue 4): a character language model and tweet sentiment (same recipe, three cells).
+def _sentiment(cell: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"sentiment-bi{cell}",
+        task="tweet-sentiment",
+        head="sequence_classification",
+        arch=Architecture(cell=cell, units=64, layers=1, bidirectional=True, dropout=0.5, embedding=64),
+        # The 800k-parameter embedding overfits 30k tweets within 2-3 epochs: keep the best validation accuracy.
+        recipe=Recipe(epochs=12, batch_size=64, learning_rate=2e-3, patience=2, monitor="val_accuracy"),
+        summary=f"NLP: tweet sentiment (negative / neutral / positive), bidirectional {cell.upper()} over words",
+    )
+
+
+_SPECS += [
+    ModelSpec(
+        name="kjv-char-lstm",
+        task="kjv-chars",
+        head="step_classification",
+        arch=Architecture(cell="lstm", units=128, layers=2),
+        # Sized to train in about 10-15 minutes on 2 shared CPU cores (JAX backend): ~3 passes over 3.7 M chars.
+        recipe=Recipe(epochs=3, batch_size=64, learning_rate=3e-3, patience=1),
+        summary="NLP: character language model of the King James Bible (2-layer LSTM); generates text",
+    ),
+    _sentiment("lstm"),
+    _sentiment("gru"),
+    _sentiment("simple"),
 ]
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}

@@ -35,6 +35,9 @@ LOSSES = {
     "step_classification": ("sparse_categorical_crossentropy", "accuracy"),
     "step_regression": ("mse", "mae"),
     "step_multilabel": (summed_binary_crossentropy, "binary_accuracy"),
+    # CTC over the whole output sequence; labels [N, L] are 1-based and 0-padded (0 is the blank).
+    # No per-batch metric: error rates need decoding, which the task does after training.
+    "ctc": (keras.losses.ctc, None),
 }
 
 
@@ -64,7 +67,7 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     model = build_model(
         spec.arch,
         spec.head,
-        n_features=prepared.x_train.shape[-1],
+        n_features=prepared.vocab_size if spec.arch.embedding else prepared.x_train.shape[-1],
         n_outputs=prepared.n_outputs,
         norm_mean=prepared.norm_mean,
         norm_var=prepared.norm_var,
@@ -77,9 +80,9 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     optimizer.clipnorm = spec.recipe.clipnorm
     # Per-step heads: the loss is averaged over every time step of every sequence.
     loss, metric = LOSSES[spec.head]
-    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric] if metric else [])
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=spec.recipe.patience, restore_best_weights=True, verbose=0
+        monitor=spec.recipe.monitor, patience=spec.recipe.patience, restore_best_weights=True, verbose=0
     )
     y_train, y_val = prepared.y_train, prepared.y_val
     if regression:  # fit standardised targets; the scale is folded back into the head below
@@ -98,7 +101,9 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     if regression:
         _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    hist["best_epoch"] = int(np.argmin(hist["val_loss"])) + 1
+    watched = np.asarray(hist[spec.recipe.monitor])
+    # The epoch whose weights were restored (EarlyStopping maximises accuracies and minimises losses).
+    hist["best_epoch"] = int(np.argmax(watched) if "acc" in spec.recipe.monitor else np.argmin(watched)) + 1
     return model, hist
 
 
@@ -109,9 +114,10 @@ def _fold_target_scale(head: keras.layers.Dense, mean: float, std: float) -> Non
     head.set_weights([kernel * std, bias * std + mean])
 
 
-def streaming_parity(model: keras.Model, x: np.ndarray) -> float:
+def streaming_parity(model: keras.Model, x: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Largest |difference| between the streaming step engine, fed one reading at a time, and Keras run on
-    the whole sequences ``x`` — the contract a causal model's card records (must stay ≤ 1e-5)."""
+    the whole sequences ``x`` — the contract a causal model's card records (must stay ≤ 1e-5). ``valid``
+    ``[N, T]`` restricts it to real steps where a task pads sequences of different lengths."""
     from streaming.step import StepModel
 
     stepper = StepModel.from_keras(model)
@@ -120,7 +126,8 @@ def streaming_parity(model: keras.Model, x: np.ndarray) -> float:
     for t in range(x.shape[1]):
         y, state = stepper.step(x[:, t], state)
         steps.append(y)
-    return float(np.abs(np.stack(steps, 1) - np.asarray(model.predict(x, verbose=0))).max())
+    diff = np.abs(np.stack(steps, 1) - np.asarray(model.predict(x, verbose=0)))
+    return float((diff if valid is None else diff[valid]).max())
 
 
 def plot_history(history: dict, path: Path, title: str) -> None:
@@ -168,6 +175,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_history(history, folder / "learning_curve.png", spec.name)
     extra = task.plot(model, folder / "test_plot.png") if hasattr(task, "plot") else None
+    assets = cards.write_assets(folder, prepared.assets)
     card = {
         "name": spec.name,
         "summary": spec.summary,
@@ -175,7 +183,12 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
         "kind": task.kind,
         "head": spec.head,
         "architecture": spec.arch.to_dict(),
-        "streaming": {"mode": "step", "max_abs_diff_vs_keras": streaming_parity(model, task.test_data()[0])}
+        "streaming": {
+            "mode": "step",
+            "max_abs_diff_vs_keras": streaming_parity(
+                model, task.test_data()[0], task.valid_steps() if hasattr(task, "valid_steps") else None
+            ),
+        }
         if is_causal(model)
         else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
         "dataset": prepared.dataset,
@@ -187,7 +200,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
             **spec.recipe.to_dict(),
             "epochs_run": len(history["loss"]),
             "best_epoch": history["best_epoch"],
-            "early_stopping": f"val_loss, patience {spec.recipe.patience}, best weights restored",
+            "early_stopping": f"{spec.recipe.monitor}, patience {spec.recipe.patience}, best weights restored",
             "backend": keras.backend.backend(),
             "device": device_name(),
             "wall_time_s": round(wall, 1),
@@ -197,4 +210,8 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
         "files": {"learning_curve": "learning_curve.png", "history": "history.json"}
         | ({"test_plot": "test_plot.png"} if extra is not None else {}),
     }
+    if assets:  # e.g. a tokenizer's vocabulary: verified by sha256 whenever the model is loaded
+        card["assets"] = assets
+    if hasattr(task, "compare"):  # the card says in words whether, and by how much, the model beats it
+        card["versus_baseline"] = task.compare(card["test_metrics"], card["baselines"])
     return cards.write_card(folder, card)

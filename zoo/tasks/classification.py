@@ -82,9 +82,16 @@ class ClassificationTask:
         y = np.array([names.index(c) for c in labels])
         counts = np.bincount(y)
         stratify = y if counts.min() >= 2 and round(len(y) * self.val_fraction) >= len(names) else None
-        x_tr, x_va, y_tr, y_va = train_test_split(
-            raw, y, test_size=self.val_fraction, random_state=seed, stratify=stratify
-        )
+        if stratify is not None or counts.min() < 2:
+            x_tr, x_va, y_tr, y_va = train_test_split(
+                raw, y, test_size=self.val_fraction, random_state=seed, stratify=stratify
+            )
+            how = "stratified" if stratify is not None else "random"
+        else:  # too few per class to stratify: hold out one series of randomly chosen classes
+            val = _one_per_class(y, round(len(y) * self.val_fraction), seed)
+            keep = np.setdiff1d(np.arange(len(y)), val)
+            x_tr, x_va, y_tr, y_va = raw[keep], raw[val], y[keep], y[val]
+            how = "one series from each of randomly chosen classes, so every class keeps training data"
         n_train = len(x_tr)
         x_tr, y_tr = circular_shifts(x_tr, y_tr, self.augment_shifts, seed=seed)
         x_tr, x_va = self._transform(x_tr), self._transform(x_va)
@@ -106,7 +113,7 @@ class ClassificationTask:
             dataset=self.dataset,
             split={
                 "how": f"archive default train/test; validation = {self.val_fraction:.0%} of train "
-                f"({'stratified' if stratify is not None else 'random'}, seed {seed})",
+                f"({how}, seed {seed})",
                 "train": n_train,
                 **({"train_with_augmentation": len(x_tr)} if self.augment_shifts else {}),
                 "validation": len(x_va),
@@ -187,6 +194,13 @@ class ClassificationTask:
         }
 
 
+def _one_per_class(y: np.ndarray, n_val: int, seed: int) -> np.ndarray:
+    """Indices of ``n_val`` validation series: one random series from each of ``n_val`` random classes."""
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(y))[:n_val]
+    return np.sort([rng.choice(np.flatnonzero(y == c)) for c in classes])
+
+
 def _nearest_neighbour(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Label of each row of ``x``'s Euclidean nearest neighbour in ``x_train`` (sequences flattened)."""
     d = ((x.reshape(len(x), -1)[:, None] - x_train.reshape(len(x_train), -1)[None]) ** 2).sum(-1)
@@ -203,5 +217,8 @@ PIG_CVP = ClassificationTask(
     loader=physio.pig_cvp,
     dataset=physio.PIG_CVP,
     published={"InceptionTime": 0.966, "HIVE-COTE 2": 0.952, "WEASEL-2.0": 0.957},
-    frame=20,
+    # 14 steps of log-magnitude spectra (frames of 256 samples = 1.02 s every 128, bins 0..31 = 0-30 Hz);
+    # chosen on validation accuracy over framing the raw waveform, z-normalised series, 64 bins, no log.
+    features=Spectrogram(frame_length=256, hop=128, first_bin=0, bins=32, log=True, znorm=False),
+    augment_shifts=9,
 )
