@@ -1,0 +1,141 @@
+"""Resolve a binding's model (a zoo name or a .keras path) into the engine that serves it, step or window.
+
+A zoo model's card says how it streams (`card["streaming"]`) and names its classes; a bare `.keras` file may
+have a `card.json` beside it, else it is served as a classifier when its last activation is softmax.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streaming.step import NotStepable, StepModel
+from streaming.window import WindowModel
+
+CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
+
+
+class ModelError(ValueError):
+    """The model cannot be found, read or served as asked; the message is one line for the user."""
+
+
+@dataclass
+class ServedModel:
+    """A model ready to serve: its engine (step or window), display name and, for classifiers, class names."""
+
+    name: str
+    engine: StepModel | WindowModel
+    class_names: list[str] | None
+    keras_model: Any
+    card: dict | None = None
+    note: str = ""  # why window mode was chosen, when it was
+
+    @property
+    def mode(self) -> str:
+        return self.engine.mode
+
+
+def _zoo() -> Any | None:
+    try:
+        import zoo
+    except ImportError:
+        return None
+    return zoo if hasattr(zoo, "load") else None
+
+
+def load_keras(spec: str) -> tuple[Any, dict | None, str]:
+    """(keras model, card or None, display name) for a zoo name or a path to a .keras file."""
+    if spec.endswith(".keras") or os.sep in spec or os.path.exists(spec):
+        if not os.path.exists(spec):
+            raise ModelError(f"model file {spec!r} not found")
+        import keras
+
+        try:
+            model = keras.saving.load_model(spec, safe_mode=True, compile=False)
+        except Exception as err:  # Keras raises many types for a corrupt or foreign file
+            raise ModelError(f"cannot read model file {spec!r}: {str(err).splitlines()[0][:160]}") from None
+        card_path = os.path.join(os.path.dirname(os.path.abspath(spec)), "card.json")
+        card = None
+        if os.path.exists(card_path):
+            try:
+                with open(card_path) as f:
+                    card = json.load(f)
+            except (OSError, ValueError):
+                card = None
+        name = os.path.splitext(os.path.basename(spec))[0]
+        if name == "model" and card and card.get("name"):
+            name = card["name"]
+        elif name == "model":
+            name = os.path.basename(os.path.dirname(os.path.abspath(spec)))
+        return model, card, name
+    zoo = _zoo()
+    if zoo is None:
+        raise ModelError(f"model {spec!r}: not a .keras file, and the zoo package is not available")
+    known = list(zoo.list_models())
+    if spec not in known:
+        raise ModelError(f"unknown model {spec!r}; available: {', '.join(known) or 'none'}")
+    try:
+        return zoo.load(spec), zoo.card(spec), spec
+    except Exception as err:  # a corrupt file or a hash mismatch: one line, not a traceback
+        raise ModelError(f"cannot load zoo model {spec!r}: {str(err).splitlines()[0][:160]}") from None
+
+
+def class_names_for(model: Any, card: dict | None) -> list[str] | None:
+    n_out = int(model.outputs[0].shape[-1])
+    if card is not None and "head" in card:
+        if card["head"] not in CLASSIFIER_HEADS:
+            return None
+        names = (card.get("preprocessing") or {}).get("class_names")
+        return [str(c) for c in names] if names else [str(i) for i in range(n_out)]
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if activation is not None and getattr(activation, "__name__", "") == "softmax":
+        return [str(i) for i in range(n_out)]
+    return None
+
+
+def serve_model(spec: str, mode: str = "auto", window: int | None = None, name: str | None = None,
+                compute_dtype: str = "float64", isolate: bool = False) -> ServedModel:
+    """Load a model and build its engine. mode "step" refuses non-causal models; "auto" falls back to window.
+
+    isolate=True reads the Keras file in a child process and keeps only the numpy step model here, so a
+    serving process of a step-mode model never carries TensorFlow (~700 MB of RSS).
+    """
+    if isolate and mode != "window":
+        from streaming.export import export_in_child
+
+        engine, meta = export_in_child(spec, mode, compute_dtype)
+        if engine is not None:
+            return ServedModel(name or meta["name"], engine, meta["class_names"], None, meta["card"], meta["note"])
+    model, card, display = load_keras(spec)
+    return build_served(model, card, name or display, mode, window, compute_dtype)
+
+
+def build_served(model: Any, card: dict | None, name: str, mode: str = "auto", window: int | None = None,
+                 compute_dtype: str = "float64") -> ServedModel:
+    streaming = (card or {}).get("streaming") or {}
+    if mode == "auto" and streaming.get("mode") == "window":
+        mode = "window"
+    note = ""
+    engine: StepModel | WindowModel | None = None
+    if mode in ("auto", "step"):
+        try:
+            engine = StepModel.from_keras(model, compute_dtype=np.dtype(compute_dtype))
+        except NotStepable as err:
+            if mode == "step":
+                raise ModelError(f"model {name!r} cannot stream step by step: {err}") from None
+            note = str(err)
+    if engine is None:
+        w = window or streaming.get("window") or (card or {}).get("preprocessing", {}).get("sequence_length")
+        w = w or model.inputs[0].shape[1]
+        if not w:
+            raise ModelError(f"model {name!r} needs window mode ({note or 'asked'}); set a window length")
+        try:
+            engine = WindowModel(model, int(w))
+        except ValueError as err:
+            raise ModelError(f"model {name!r}: {err}") from None
+    return ServedModel(name, engine, class_names_for(model, card), model, card, note)

@@ -1,0 +1,129 @@
+"""A killed service restarts from its last snapshot; SIGTERM writes a final snapshot and exits cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from conftest import offline, publisher, tiny_model
+
+from streaming.state import load_snapshot
+
+TOLERANCE = 1e-5
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_serve(config: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen([sys.executable, "-m", "streaming", "serve", "--config", str(config)],
+                            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def probe_until_answered(pub, col, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while col.count(f"predictions/{name}/") == 0:
+        assert time.monotonic() < deadline, f"service never answered {name}"
+        pub.publish(f"sensors/{name}/imu", json.dumps({"values": [0, 0, 0]}), qos=1)
+        time.sleep(0.25)
+
+
+def snapshot_steps(path: Path) -> dict[str, int]:
+    try:
+        (_, arrays), = load_snapshot(path).values()
+    except (ValueError, FileNotFoundError):
+        return {}
+    return dict(zip(arrays["devices"].tolist(), arrays["steps"].tolist(), strict=True))
+
+
+def test_service_killed_and_restarted_continues_from_snapshot(mosquitto, collector_factory, tmp_path) -> None:
+    model = tiny_model(seed=5)
+    model.save(tmp_path / "tiny.keras")
+    snap = tmp_path / "state" / "snapshot.npz"
+    config = tmp_path / "serve.toml"
+    config.write_text(f"""
+[broker]
+url = "{mosquitto.url}"
+qos = 1
+client_id = "restart-test"
+
+[service]
+snapshot_path = "{snap}"
+snapshot_interval_s = 0.3
+status_interval_s = 0.5
+
+[[bindings]]
+topic = "sensors/+/imu"
+model = "{tmp_path / 'tiny.keras'}"
+""")
+    log = tmp_path / "serve.log"
+    rng = np.random.default_rng(6)
+    devices = ["p", "q", "r"]
+    seqs = rng.normal(size=(3, 24, 3)).astype("float32")
+    expected = offline(model, seqs)
+    col = collector_factory(mosquitto.port, ["predictions/#", "rnnzoo/status"])
+    pub = publisher(mosquitto.port)
+
+    def send(ts: range) -> None:
+        for t in ts:
+            for d, device in enumerate(devices):
+                pub.publish(f"sensors/{device}/imu", json.dumps({"values": seqs[d, t].tolist()}), qos=1)
+
+    proc = start_serve(config, log)
+    try:
+        probe_until_answered(pub, col, "probe1")
+        send(range(12))
+        assert col.wait_for(lambda: col.count("predictions/") - col.count("predictions/probe") >= 36)
+        # Wait until a periodic snapshot holds all 12 steps of every device, then crash the service.
+        deadline = time.monotonic() + 10
+        while not all(snapshot_steps(snap).get(d) == 12 for d in devices):
+            assert time.monotonic() < deadline, snapshot_steps(snap)
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc = start_serve(config, log)
+        probe_until_answered(pub, col, "probe2")
+        send(range(12, 24))
+        assert col.wait_for(lambda: col.count("predictions/") - col.count("predictions/probe") >= 72, 30)
+        for d, device in enumerate(devices):
+            msgs = [m for _, m in col.of(f"predictions/{device}/")]
+            assert [m["step"] for m in msgs] == list(range(24)), "steps continue across the restart"
+            got = np.array([m["outputs"] for m in msgs])
+            assert np.max(np.abs(got - expected[d])) <= TOLERANCE
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()[-2000:]
+        assert all(snapshot_steps(snap).get(d) == 24 for d in devices), "final snapshot on SIGTERM"
+        assert col.wait_for(lambda: col.of("rnnzoo/status")[-1][1]["state"] == "offline", 5)
+        assert col.of("rnnzoo/status")[-1][1]["reason"] == "stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pub.loop_stop()
+
+
+def test_cli_errors_are_one_line(tmp_path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    bad = tmp_path / "corrupt.keras"
+    bad.write_bytes(b"not a zip file")
+    port = 1  # nothing listens on port 1
+    cases = [
+        ["serve", "--model", str(bad), "--topic", "sensors/+/imu"],
+        ["serve", "--config", str(tmp_path / "missing.toml")],
+        ["serve", "--topic", "sensors/#", "--model", str(bad)],
+    ]
+    model = tiny_model()
+    model.save(tmp_path / "ok.keras")
+    cases.append(["serve", "--model", str(tmp_path / "ok.keras"), "--topic", "sensors/+/imu",
+                  "--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "0.5"])
+    for args in cases:
+        out = subprocess.run([sys.executable, "-m", "streaming", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        lines = [line for line in out.stderr.splitlines() if line.startswith("rnnzoo")]
+        assert out.returncode != 0 and len(lines) == 1, (args, out.stderr[-1500:])
+        assert "Traceback" not in out.stderr

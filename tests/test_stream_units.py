@@ -1,0 +1,95 @@
+"""Fast unit tests: payload parsing, the state table and snapshots, config, step-model save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import offline, tiny_model
+
+from streaming.config import ConfigError, from_dict
+from streaming.payloads import PayloadError, parse
+from streaming.state import FULL, StateTable, load_snapshot, save_snapshot
+from streaming.step import StepModel
+
+
+def test_json_and_senml_forms_give_the_same_reading() -> None:
+    assert parse(b'{"values": [1, 2.5, -3], "t": 7}', 3)[0].values == [1, 2.5, -3]
+    assert parse(b"[1, 2.5, -3]", 3)[0].values == [1, 2.5, -3]
+    senml = [{"bn": "urn:dev:a:", "bt": 100, "n": "x", "v": 1}, {"n": "y", "v": 2.5}, {"n": "z", "v": -3}]
+    (r,) = parse(json.dumps(senml).encode(), 3)
+    assert r.values == [1, 2.5, -3] and r.t == 100
+    # Named order and two times in one pack → two readings, in order.
+    pack = [{"bn": "d:", "bt": 10, "n": "z", "v": 3}, {"n": "x", "v": 1}, {"n": "y", "v": 2},
+            {"n": "x", "t": 1, "v": 4}, {"n": "y", "t": 1, "v": 5}, {"n": "z", "t": 1, "v": 6}]
+    readings = parse(json.dumps(pack).encode(), 3, senml_names=["x", "y", "z"])
+    assert [r.values for r in readings] == [[1, 2, 3], [4, 5, 6]] and [r.t for r in readings] == [10, 11]
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"nope", "not JSON"), (b'{"values": [1, 2]}', "wrong number of values"),
+    (b'{"values": [1, "2", 3]}', "non-numeric value"), (b'{"values": [1, NaN, 3]}', "non-finite value"),
+    (b'{"values": [1, -Infinity, 3]}', "non-finite value"), (b'{"values": [1, 1e300, 3]}', "value out of float32"),
+    (b'{"values": [1, false, 3]}', "non-numeric value"), (b'{"x": 1}', "missing values"),
+    (b'{"values": [1, 2, 3], "t": "now"}', "bad timestamp"), (b"1" * 70000, "payload too large"),
+    (b'[{"n": "a", "vb": true}]', "non-numeric value"), (b"[" * 5000, "not JSON"),
+])
+def test_bad_payloads_have_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as err:
+        parse(payload, 3)
+    assert err.value.reason.startswith(reason)
+
+
+def test_state_table_slots_cap_ttl_and_reset() -> None:
+    table = StateTable(state_size=2, max_devices=3, ttl_s=10, initial_capacity=1)
+    slots = [table.slot(d, now=0.0) for d in "abc"]
+    assert len(set(slots)) == 3 and table.slot("d", now=5.0) == FULL
+    table.commit(np.array(slots[:2]), np.ones((2, 2), np.float32), now=8.0)  # a, b seen at t=8; c idle since 0
+    assert table.slot("d", now=11.0) != FULL and "c" not in table  # c evicted to make room
+    assert table.remove("a") and table.slot("a", now=12.0) >= 0 and table.steps[table.slot("a", 12.0)] == 0
+    assert table.evict_idle(now=100.0) and len(table) == 0
+
+
+def test_snapshot_roundtrip_is_atomic_and_exact(tmp_path) -> None:
+    table = StateTable(state_size=3, max_devices=100)
+    slots = np.array([table.slot(f"d{i}", 1.0) for i in range(5)])
+    table.commit(slots, np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32), 2.0)
+    path = tmp_path / "snap.npz"
+    save_snapshot(path, {"k": table}, {"k": "abc"})
+    assert [p.name for p in tmp_path.iterdir()] == ["snap.npz"]  # no temp file left behind
+    fingerprint, arrays = load_snapshot(path)["k"]
+    restored = StateTable(state_size=3, max_devices=100)
+    restored.load_arrays(arrays)
+    assert fingerprint == "abc" and set(restored.devices()) == set(table.devices())
+    for d in table.devices():
+        assert np.array_equal(restored.state[restored.slot(d, 3.0)], table.state[table.slot(d, 3.0)])
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_snapshot(tmp_path / "bad.npz")
+
+
+def test_config_errors_name_the_setting() -> None:
+    ok = from_dict({"broker": {"url": "mqtts://u:p@host"}, "bindings": [{"topic": "s/+/imu", "model": "m"}]})
+    assert ok.broker.port == 8883 and ok.broker.tls is not None and ok.broker.username == "u"
+    assert ok.bindings[0].reset_topic == "s/+/reset" and ok.bindings[0].device_level == 1
+    for bad, match in [
+        ({"bindings": []}, "no \\[\\[bindings\\]\\]"),
+        ({"service": {"max_batch": "many"}, "bindings": [{"topic": "s/+/x", "model": "m"}]}, "max_batch"),
+        ({"service": {"colour": 1}, "bindings": [{"topic": "s/+/x", "model": "m"}]}, "colour"),
+        ({"broker": {"qos": 2}, "bindings": [{"topic": "s/+/x", "model": "m"}]}, "qos"),
+        ({"bindings": [{"topic": "s/#", "model": "m"}]}, "device id"),
+        ({"broker": {"url": "http://x"}, "bindings": [{"topic": "s/+/x", "model": "m"}]}, "scheme"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            from_dict(bad)
+
+
+def test_step_model_saved_and_loaded_without_keras_is_identical(tmp_path) -> None:
+    model = tiny_model(seed=9)
+    sm = StepModel.from_keras(model)
+    sm.save(tmp_path / "step.npz")
+    loaded = StepModel.load(tmp_path / "step.npz")
+    x = np.random.default_rng(1).normal(size=(2, 15, 3)).astype(np.float32)
+    assert np.array_equal(loaded.run(x), sm.run(x)) and loaded.fingerprint == sm.fingerprint
+    assert np.max(np.abs(loaded.run(x) - offline(model, x))) <= 1e-5
