@@ -48,11 +48,18 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     if args.broker:
         broker.url = args.broker
     for flag, target, attr in [
-        ("qos", broker, "qos"), ("connect_timeout", broker, "connect_timeout_s"), ("username", broker, "username"), ("password_env", broker, "password_env"),
-        ("client_id", broker, "client_id"), ("max_batch", service, "max_batch"),
-        ("max_delay_ms", service, "max_delay_ms"), ("snapshot", service, "snapshot_path"),
-        ("snapshot_interval", service, "snapshot_interval_s"), ("ttl", service, "ttl_s"),
-        ("max_devices", service, "max_devices"), ("output", service, "output"),
+        ("qos", broker, "qos"),
+        ("connect_timeout", broker, "connect_timeout_s"),
+        ("username", broker, "username"),
+        ("password_env", broker, "password_env"),
+        ("client_id", broker, "client_id"),
+        ("max_batch", service, "max_batch"),
+        ("max_delay_ms", service, "max_delay_ms"),
+        ("snapshot", service, "snapshot_path"),
+        ("snapshot_interval", service, "snapshot_interval_s"),
+        ("ttl", service, "ttl_s"),
+        ("max_devices", service, "max_devices"),
+        ("output", service, "output"),
         ("status_topic", service, "status_topic"),
     ]:
         value = getattr(args, flag)
@@ -68,7 +75,9 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s"
+    )
     try:
         settings = _settings_from_args(args)
         from streaming.service import Service, run_until_signal
@@ -76,7 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         service = Service(settings)
         for route in service.routes:
             extra = f" ({route.model.note})" if route.model.note else ""
-            logging.info("%s → %s in %s mode%s", route.binding.topic, route.model.name, route.model.mode, extra)
+            logging.info(
+                "%s → %s in %s mode%s", route.binding.topic, route.model.name, route.model.mode, extra
+            )
         run_until_signal(service)
     except _user_errors() as err:
         return _fail("serve", str(err))
@@ -95,16 +106,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         expected = None
         if args.check:
             if served.mode != "step":
-                return _fail("simulate", "--check compares step-mode predictions; this model streams in window mode")
+                return _fail(
+                    "simulate", "--check compares step-mode predictions; this model streams in window mode"
+                )
             # The reference is the Keras model itself on whole sequences, not our step engine.
             import keras
 
-            expected = np.concatenate([
-                keras.ops.convert_to_numpy(served.keras_model(data.X[i : i + 256], training=False))
-                for i in range(0, data.X.shape[0], 256)
-            ])
-        sim = Simulator(args.broker, data, args.devices, args.rate, served.name, topic=args.topic, qos=args.qos,
-                        expected=expected)
+            expected = np.concatenate(
+                [
+                    keras.ops.convert_to_numpy(served.keras_model(data.X[i : i + 256], training=False))
+                    for i in range(0, data.X.shape[0], 256)
+                ]
+            )
+        sim = Simulator(
+            args.broker,
+            data,
+            args.devices,
+            args.rate,
+            served.name,
+            topic=args.topic,
+            qos=args.qos,
+            expected=expected,
+        )
         duration = args.duration if args.duration is not None or args.sequences else 10.0
         try:
             sim.run(duration=duration, sequences=args.sequences)
@@ -118,14 +141,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t = sim.tally
     lat = sorted(t.latencies)
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: float("nan"))
-    print(f"sent {t.sent} readings from {args.devices} devices; received {t.received} predictions; "
-          f"missing {sim.missing}; latency p50 {pct(0.5):.1f} ms p99 {pct(0.99):.1f} ms")
+    print(
+        f"sent {t.sent} readings from {args.devices} devices; received {t.received} predictions; "
+        f"missing {sim.missing}; latency p50 {pct(0.5):.1f} ms p99 {pct(0.99):.1f} ms"
+    )
     if t.accuracy is not None:
         print(f"accuracy {t.accuracy:.1%} over {t.labelled} labelled steps")
     if args.check:
         ok = t.checked == t.sent and t.max_abs_diff <= 1e-5
-        print(f"check: {t.checked}/{t.sent} predictions compared with the offline model, "
-              f"max abs diff {t.max_abs_diff:.2e} -> {'OK' if ok else 'FAILED'}")
+        print(
+            f"check: {t.checked}/{t.sent} predictions compared with the offline model, "
+            f"max abs diff {t.max_abs_diff:.2e} -> {'OK' if ok else 'FAILED'}"
+        )
         return 0 if ok else 1
     return 0
 
@@ -134,7 +161,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streaming.demo import run_demo
 
     try:
-        return run_demo(args.model, args.devices, args.rate, args.duration, args.broker, args.data, args.every)
+        return run_demo(
+            args.model, args.devices, args.rate, args.duration, args.broker, args.data, args.every
+        )
     except KeyboardInterrupt:
         return 130
     except (*_user_errors(), RuntimeError) as err:
@@ -153,56 +182,80 @@ def _positive(kind: type) -> Any:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve`, `simulate` and `demo` to the rnnzoo command line."""
-    serve = subparsers.add_parser("serve", help="serve models on MQTT topics, one step per reading",
-                                  description="Subscribe to sensor topics and publish a prediction per reading.")
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve models on MQTT topics, one step per reading",
+        description="Subscribe to sensor topics and publish a prediction per reading.",
+    )
     serve.add_argument("--config", help="TOML config file (see docs/streaming.md)")
     serve.add_argument("--model", help="zoo model name or path to a .keras file")
     serve.add_argument("--topic", help="topic filter whose '+' level is the device id, e.g. sensors/+/imu")
     serve.add_argument("--broker", help="mqtt://HOST:PORT (mqtts:// for TLS); default mqtt://127.0.0.1:1883")
-    serve.add_argument("--mode", choices=["auto", "step", "window"], default="auto")
+    serve.add_argument(
+        "--mode", choices=["auto", "step", "window"], default="auto", help="auto: step if the model is causal"
+    )
     serve.add_argument("--window", type=_positive(int), help="window length for window mode")
-    serve.add_argument("--qos", type=int, choices=[0, 1])
-    serve.add_argument("--connect-timeout", type=_positive(float), help="give up if the broker is unreachable this long")
-    serve.add_argument("--username")
+    serve.add_argument("--qos", type=int, choices=[0, 1], help="MQTT QoS for subscriptions and predictions")
+    serve.add_argument(
+        "--connect-timeout", type=_positive(float), help="give up if the broker is unreachable this long"
+    )
+    serve.add_argument("--username", help="broker user name")
     serve.add_argument("--password-env", help="environment variable holding the broker password")
-    serve.add_argument("--client-id")
+    serve.add_argument("--client-id", help="MQTT client id (default: derived from the host and pid)")
     serve.add_argument("--tls-ca", help="CA certificate file (turns TLS on)")
-    serve.add_argument("--tls-insecure", action="store_true", default=False, help="skip hostname verification")
-    serve.add_argument("--max-batch", type=_positive(int))
-    serve.add_argument("--max-delay-ms", type=float)
-    serve.add_argument("--snapshot", help="state snapshot file: restored on start, written periodically and on exit")
+    serve.add_argument(
+        "--tls-insecure", action="store_true", default=False, help="skip hostname verification"
+    )
+    serve.add_argument("--max-batch", type=_positive(int), help="most readings stepped together")
+    serve.add_argument("--max-delay-ms", type=float, help="longest a reading waits for its micro-batch")
+    serve.add_argument(
+        "--snapshot", help="state snapshot file: restored on start, written periodically and on exit"
+    )
     serve.add_argument("--snapshot-interval", type=_positive(float), help="seconds between snapshots")
     serve.add_argument("--ttl", type=_positive(float), help="evict devices idle this many seconds")
-    serve.add_argument("--max-devices", type=_positive(int))
-    serve.add_argument("--output", choices=["reading", "batch", "both"],
-                       help="one message per reading, one per micro-batch, or both")
-    serve.add_argument("--status-topic")
+    serve.add_argument("--max-devices", type=_positive(int), help="cap on device states held")
+    serve.add_argument(
+        "--output",
+        choices=["reading", "batch", "both"],
+        help="one message per reading, one per micro-batch, or both",
+    )
+    serve.add_argument("--status-topic", help="retained online/offline topic (last will)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
-    sim = subparsers.add_parser("simulate", help="replay held-out sequences as MQTT devices",
-                                description="Publish a model's test sequences as devices; optionally check answers.")
+    sim = subparsers.add_parser(
+        "simulate",
+        help="replay held-out sequences as MQTT devices",
+        description="Publish a model's test sequences as devices; optionally check answers.",
+    )
     sim.add_argument("--model", default=DEMO_MODEL, help="zoo model name or .keras path")
-    sim.add_argument("--devices", type=_positive(int), default=10)
+    sim.add_argument("--devices", type=_positive(int), default=10, help="simulated sensors")
     sim.add_argument("--rate", type=_positive(float), default=10.0, help="readings per second per device")
-    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://HOST:PORT")
     sim.add_argument("--topic", default="sensors/{device}/imu", help="reading topic template")
     sim.add_argument("--duration", type=_positive(float), help="seconds to run (default 10)")
     sim.add_argument("--sequences", type=_positive(int), help="sequences per device, instead of --duration")
     sim.add_argument("--data", help=".npz with X [N,T,F] (and y) to replay instead of the zoo's test split")
     sim.add_argument("--check", action="store_true", help="compare predictions with the model run offline")
-    sim.add_argument("--qos", type=int, choices=[0, 1], default=0)
-    sim.add_argument("--mode", choices=["auto", "step", "window"], default="auto")
-    sim.add_argument("--window", type=_positive(int))
+    sim.add_argument("--qos", type=int, choices=[0, 1], default=0, help="MQTT QoS of the readings")
+    sim.add_argument(
+        "--mode", choices=["auto", "step", "window"], default="auto", help="as for serve --check"
+    )
+    sim.add_argument("--window", type=_positive(int), help="window length for window mode")
     sim.add_argument("--grace", type=float, default=5.0, help="seconds to wait for the last predictions")
     sim.set_defaults(func=cmd_simulate)
 
-    demo = subparsers.add_parser("demo", help="embedded broker + service + simulated sensors, live",
-                                 description="Needs no broker: starts one (amqtt) on a free port.")
-    demo.add_argument("--model", default=DEMO_MODEL)
-    demo.add_argument("--devices", type=_positive(int), default=4)
-    demo.add_argument("--rate", type=_positive(float), default=10.0)
-    demo.add_argument("--duration", type=_positive(float), default=15.0)
+    demo = subparsers.add_parser(
+        "demo",
+        help="embedded broker + service + simulated sensors, live",
+        description="Needs no broker: starts one (amqtt) on a free port.",
+    )
+    demo.add_argument("--model", default=DEMO_MODEL, help=f"causal zoo model to serve (default {DEMO_MODEL})")
+    demo.add_argument("--devices", type=_positive(int), default=4, help="simulated sensors (default 4)")
+    demo.add_argument("--rate", type=_positive(float), default=10.0, help="readings per second per device")
+    demo.add_argument(
+        "--duration", type=_positive(float), default=15.0, help="seconds to stream (default 15)"
+    )
     demo.add_argument("--broker", help="use this broker instead of the embedded one")
     demo.add_argument("--data", help=".npz with X (and y) to replay")
     demo.add_argument("--every", type=_positive(int), default=10, help="print every Nth prediction")

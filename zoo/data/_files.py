@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 
@@ -14,4 +15,17 @@ def package_file(package: str, *parts: str) -> Path:
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing from the installed {package!r} package")
+    return path
+
+
+def cache_dir(kind: str) -> Path:
+    """Folder for arrays a loader derives from its package files (parsed corpora, rendered audio features).
+
+    It lives outside the checkout — ``$RNNZOO_CACHE`` or ``~/.cache/rnn-zoo`` — so every clone and CI run on a
+    machine shares one copy; each cache file is keyed by the settings and tool versions that made it, and is
+    rebuilt from the packages (never downloaded) when missing.
+    """
+    root = Path(os.environ.get("RNNZOO_CACHE") or Path.home() / ".cache" / "rnn-zoo")
+    path = root / kind
+    path.mkdir(parents=True, exist_ok=True)
     return path

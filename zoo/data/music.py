@@ -6,8 +6,8 @@ in the JSB Chorales benchmark. Sampling at grid points means a note shorter than
 points is dropped, and a pitch re-struck without a gap merges with the one before it (a piano roll cannot tell
 them apart); both are properties of the benchmark's encoding.
 
-Parsing the corpus is slow (~0.3 s a chorale), so it is parsed once and cached in ``.cache/music/`` (git-ignored),
-in a file named by the music21 version and the encoding settings; nothing is downloaded.
+Parsing the corpus is slow (~0.3 s a chorale), so it is parsed once and cached in the user cache
+(``~/.cache/rnn-zoo/music``), in a file named by the music21 version and the encoding settings; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.data._files import cache_dir
+
 LOWEST_MIDI = 21  # A0, key 0 of the 88-key roll
 N_KEYS = 88
 GRID = 0.5  # quarter notes per frame: an eighth note
 SPLIT_SEED = 0  # fixed: every cell and every training seed sees the same chorales in each split
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 SPLITS = ("train", "validation", "test")
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "music"
 _ENCODING_VERSION = 1  # bump when encode() changes, so stale caches are not reused
 
 CHORALES = {
@@ -78,7 +79,7 @@ def _cache_path(grid: float) -> Path:
 
     settings = {"music21": music21.__version__, "grid": grid, "encoding": _ENCODING_VERSION}
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    return CACHE / f"chorales-m21-{music21.__version__}-grid{grid}-{tag}.npz"
+    return cache_dir("music") / f"chorales-m21-{music21.__version__}-grid{grid}-{tag}.npz"
 
 
 def _content_key(roll: np.ndarray) -> bytes:

@@ -143,7 +143,7 @@ class ChoraleTask:
                 "validation_crop_stride": self.crop // 2,
                 "augmentation": f"training chorales only: transposed by {list(self.transpositions)} semitones",
                 "normalization": {"mean": 0.0, "variance": 1.0, "where": "inside the model (identity)"},
-                "cache": "encoded splits cached in .cache/music/, keyed by music21 version and encoding settings",
+                "cache": "encoded splits cached in ~/.cache/rnn-zoo/music/, keyed by music21 version and encoding settings",
             },
         )
 

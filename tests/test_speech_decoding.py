@@ -1,0 +1,76 @@
+"""CTC decoding (greedy and beam), error rates, and keyword detection scoring: small hand-made cases."""
+
+import keras
+import numpy as np
+import pytest
+
+from zoo.builder import Architecture, build_model
+from zoo.tasks.speech import ctc_decode, detect, edit_distance, error_rates, score_detections
+from zoo.training import LOSSES
+
+
+def _log(p: list[list[float]]) -> np.ndarray:
+    return np.log(np.asarray([p], dtype="float32"))
+
+
+def test_greedy_merges_repeats_and_drops_blanks() -> None:
+    # best label per frame: 1 1 0 2 2 0 2  ->  1 2 2 (a blank separates the repeated 2s)
+    rows = []
+    for best in (1, 1, 0, 2, 2, 0, 2):
+        row = [0.1, 0.1, 0.1]
+        row[best] = 0.8
+        rows.append(row)
+    assert ctc_decode(_log(rows)) == [[1, 2, 2]]
+
+
+def test_beam_search_sums_paths_where_greedy_takes_the_best_frame() -> None:
+    # Each frame prefers blank (0.55), so greedy says nothing; but "A" collects three paths
+    # (A-, -A, AA: 0.2475 + 0.2475 + 0.2025 = 0.6975 > 0.3025 for "--"), so the beam says A.
+    probs = _log([[0.55, 0.45], [0.55, 0.45]])
+    assert ctc_decode(probs) == [[]]
+    assert ctc_decode(probs, beam_width=8) == [[1]]
+
+
+def test_decoding_a_batch_keeps_rows_apart() -> None:
+    a = [[0.1, 0.9, 0.0001], [0.9, 0.1, 0.0001]]
+    b = [[0.1, 0.0001, 0.9], [0.1, 0.0001, 0.9]]
+    probs = np.log(np.asarray([a, b], dtype="float32") + 1e-6)
+    assert ctc_decode(probs) == [[1], [2]]
+    assert ctc_decode(probs, beam_width=4) == [[1], [2]]
+
+
+def test_edit_distance_and_error_rates() -> None:
+    assert edit_distance([3, 1, 4], [3, 1, 4]) == 0
+    assert edit_distance([3, 4], [3, 1, 4]) == 1
+    assert edit_distance([], [1, 2]) == 2
+    assert edit_distance([1, 2, 3], [3, 2, 1]) == 2
+    rates = error_rates([[3, 1, 4], [1]], [[3, 1, 4], [1, 5]])
+    assert rates == {"sequence_error_rate": 0.5, "digit_error_rate": pytest.approx(1 / 5)}
+
+
+def test_ctc_head_trains_a_tiny_model() -> None:
+    keras.utils.set_random_seed(0)
+    model = build_model(Architecture(units=8, bidirectional=True), "ctc", 5, 4, np.zeros(5), np.ones(5))
+    loss, metric = LOSSES["ctc"]
+    model.compile(optimizer="adam", loss=loss, metrics=[metric] if metric else [])
+    x = np.random.default_rng(0).normal(size=(6, 12, 5)).astype("float32")
+    y = np.array([[1, 2, 0], [3, 0, 0]] * 3, dtype="int32")
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    out = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(np.exp(out).sum(-1), 1.0, atol=1e-5)  # log-probabilities
+
+
+def test_detect_fires_once_per_refractory_period() -> None:
+    scores = np.zeros(300)
+    scores[[10, 11, 12, 40, 100, 250]] = 0.9
+    assert detect(scores, 0.5, refractory=50) == [10, 100, 250]
+
+
+def test_detections_are_scored_against_keyword_windows() -> None:
+    events = np.array([[0, 20, 40], [0, 120, 140], [1, 10, 30]])
+    # stream 0: one hit inside [20, 65), one late (miss + false alarm), stream 1: one hit, one false alarm
+    result = score_detections([[45, 170], [25, 150]], events, n_frames=200, frame_seconds=0.02)
+    assert result["detections"] == 2 and result["false_alarms"] == 2
+    assert result["detection_rate"] == pytest.approx(2 / 3)
+    assert result["false_alarms_per_hour"] == pytest.approx(2 / (400 * 0.02 / 3600))

@@ -1,0 +1,581 @@
+"""Speech tasks: speaker ID from cepstra, spoken-word recognition, keyword spotting and connected digits (CTC).
+
+All audio tasks read features from one `zoo.audio.FrontEnd` (log-mel, 20 ms frames) whose parameters go on the
+card, so the same front end turns a user's WAV file into the model's input. Voices in the test split are
+voice variants never heard in training (`zoo.data.speech.split_variants`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.neighbors import NearestCentroid
+
+from zoo.audio import FrontEnd, mean_mfcc, read_wav
+from zoo.data import speech
+from zoo.tasks.base import Prepared, feature_stats
+from zoo.tasks.classification import ClassificationTask
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _synth_dataset_card(what: str, front: FrontEnd) -> dict:
+    variants = speech.split_variants()
+    return {
+        "name": f"synthesised speech: {what}",
+        "origin": f"rendered offline by Debian espeak-ng ({speech.espeak_version()}); not recorded speech",
+        "voices": f"{len(speech.voice_variants())} voice variants x {len(speech.ACCENTS)} English accents "
+        f"({', '.join(speech.ACCENTS)}); speed {speech.SPEED_WPM[0]}-{speech.SPEED_WPM[1]} wpm, pitch "
+        f"{speech.PITCH[0]}-{speech.PITCH[1]}",
+        "noise": "white Gaussian noise at SNR "
+        + ", ".join("clean" if s is None else f"{s:g} dB" for s in speech.SNRS_DB)
+        + " (chosen at random per utterance)",
+        "test_voice_variants": variants["test"],
+        "validation_voice_variants": variants["val"],
+        "sample_rate_hz": front.sample_rate,
+        "licence": "espeak-ng is GPL-3.0; the generated audio is produced by this project",
+    }
+
+
+def _split_card(split: np.ndarray, how: str) -> dict:
+    return {
+        "how": how,
+        **{name: int((split == i).sum()) for i, name in enumerate(("train", "validation", "test"))},
+    }
+
+
+def _normalization(mean: np.ndarray, var: np.ndarray) -> dict:
+    return {"mean": mean.tolist(), "variance": var.tolist(), "where": "inside the model"}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JapaneseVowels: a real speech-derived benchmark, as a plain sequence-classification task.
+
+JAPANESE_VOWELS = ClassificationTask(
+    loader=speech.japanese_vowels,
+    dataset=speech.JAPANESE_VOWELS,
+    published={"UEA archive reference (as listed in the project's data notes)": 0.992},
+)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Spoken words.
+
+
+@dataclass
+class SpokenWordTask:
+    """Which of ``speech.WORDS`` (ten digits, ten commands) a one-second clip says, on unseen voices.
+
+    Args:
+        front: the audio front end (its parameters go on the card).
+        renditions: how many times each voice variant says each word.
+    """
+
+    front: FrontEnd = field(default_factory=FrontEnd)
+    renditions: int = 3
+    kind: str = "classification"
+    heads: tuple[str, ...] = ("sequence_classification",)
+
+    def data(self) -> dict:
+        return speech.spoken_words(self.front, self.renditions)
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        d = self.data()
+        test = d["split"] == 2
+        return d["x"][test], d["y"][test]
+
+    def prepare(self, seed: int, head: str) -> Prepared:
+        d = self.data()
+        tr, va = d["split"] == 0, d["split"] == 1
+        mean, var = feature_stats(d["x"][tr])
+        return Prepared(
+            x_train=d["x"][tr],
+            y_train=d["y"][tr],
+            x_val=d["x"][va],
+            y_val=d["y"][va],
+            n_outputs=len(speech.WORDS),
+            norm_mean=mean,
+            norm_var=var,
+            dataset=_synth_dataset_card("isolated words (10 digits + 10 commands)", self.front),
+            split=_split_card(d["split"], "by voice variant: train, validation and test voices are disjoint"),
+            preprocessing={
+                "class_names": speech.WORDS,
+                "n_features": int(d["x"].shape[2]),
+                "sequence_length": int(d["x"].shape[1]),
+                "features": self.front.to_dict(),
+                "clip_seconds": 1.2,
+                "normalization": _normalization(mean, var),
+            },
+        )
+
+    def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        d = self.data()
+        x, y = self.test_data()
+        pred = np.asarray(model.predict(x, verbose=0)).argmax(-1)
+        snr = d["snr"][d["split"] == 2]
+        return {
+            "accuracy": float((pred == y).mean()),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "accuracy_by_snr_db": {
+                ("clean" if np.isinf(s) else f"{s:g}"): float((pred[snr == s] == y[snr == s]).mean())
+                for s in np.unique(snr)
+            },
+            "class_names": speech.WORDS,
+            "confusion_matrix": confusion_matrix(y, pred, labels=range(len(speech.WORDS))).tolist(),
+        }
+
+    def baselines(self, prepared: Prepared) -> dict:
+        d = self.data()
+        feats = _speech_mean_mfcc(d["x"], d["frames"])
+        tr, te = d["split"] == 0, d["split"] == 2
+        centroid = NearestCentroid().fit(feats[tr], d["y"][tr])
+        pred = centroid.predict(feats[te])
+        majority = np.bincount(d["y"][tr]).argmax()
+        return {
+            "nearest_centroid_mean_mfcc": {
+                "accuracy": float((pred == d["y"][te]).mean()),
+                "how": "13 MFCC (DCT of the same log-mel frames) averaged over the clip's speech frames, "
+                "standardised on train; nearest class centroid",
+            },
+            "majority_class": {"accuracy": float((d["y"][te] == majority).mean())},
+        }
+
+    def plot(self, model: keras.Model, path: Path) -> Path:
+        x, y = self.test_data()
+        pred = np.asarray(model.predict(x, verbose=0)).argmax(-1)
+        return plot_confusion(y, pred, speech.WORDS, path, "spoken words, unseen voices (test)")
+
+
+def _speech_mean_mfcc(x: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Mean MFCC over each clip's loudest ``frames`` frames (where the word is), standardised."""
+    energy = x.mean(-1)
+    out = np.empty((len(x), 13))
+    for i in range(len(x)):
+        keep = np.sort(np.argsort(energy[i])[-max(1, int(frames[i])) :])
+        out[i] = mean_mfcc(x[i : i + 1, keep])[0]
+    return (out - out.mean(0)) / out.std(0)
+
+
+def plot_confusion(y: np.ndarray, pred: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+    """Confusion matrix PNG (rows: truth, columns: prediction), counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = confusion_matrix(y, pred, labels=range(len(names)))
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    for i, j in zip(*np.nonzero(cm), strict=True):
+        ax.text(
+            j,
+            i,
+            str(cm[i, j]),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if cm[i, j] > cm.max() / 2 else "black",
+        )
+    ax.set(xlabel="predicted", ylabel="spoken", title=f"{title}: accuracy {(y == pred).mean():.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Keyword spotting in continuous audio (causal, per frame: it streams).
+
+# A frame is a keyword target from 3 frames before the word ends to 12 after (60 ms before, 240 ms after): a
+# causal model can only be sure once it has heard the whole word.
+KWS_TARGET = (-3, 12)
+# A detection within this many frames after the keyword ends still counts as finding it (0.5 s).
+KWS_TOLERANCE = 25
+# After a detection, the detector stays quiet this long (frames, 1 s) so one keyword fires once.
+KWS_REFRACTORY = 50
+# Operating point: the most sensitive threshold whose false-alarm rate on the validation voices stays at or
+# below this many per hour.
+KWS_MAX_VAL_FA_PER_HOUR = 10.0
+THRESHOLDS = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2).tolist())
+
+
+def detect(scores: np.ndarray, threshold: float, refractory: int = KWS_REFRACTORY) -> list[int]:
+    """Frames where ``scores`` (one stream, ``[T]``) first reach ``threshold``, at least ``refractory`` apart."""
+    hits, quiet_until = [], -1
+    for t in np.flatnonzero(scores >= threshold):
+        if t >= quiet_until:
+            hits.append(int(t))
+            quiet_until = t + refractory
+    return hits
+
+
+def score_detections(
+    detections: list[list[int]], events: np.ndarray, n_frames: int, frame_seconds: float
+) -> dict:
+    """Detection rate and false alarms per hour of per-stream detections against keyword ``events``.
+
+    ``events`` rows are (stream, first frame, end frame); an occurrence is found when a detection falls in
+    ``[first, end + KWS_TOLERANCE)``; every detection that finds nothing (or finds an occurrence already found)
+    is a false alarm.
+    """
+    found, false_alarms = 0, 0
+    by_stream: dict[int, list[tuple[int, int]]] = {}
+    for s, first, end in events:
+        by_stream.setdefault(int(s), []).append((int(first), int(end) + KWS_TOLERANCE))
+    for s, frames in enumerate(detections):
+        windows = by_stream.get(s, [])
+        used = [False] * len(windows)
+        for t in frames:
+            k = next((i for i, (a, b) in enumerate(windows) if a <= t < b and not used[i]), None)
+            if k is None:
+                false_alarms += 1
+            else:
+                used[k] = True
+                found += 1
+    hours = len(detections) * n_frames * frame_seconds / 3600
+    return {
+        "detection_rate": found / max(1, len(events)),
+        "false_alarms_per_hour": false_alarms / hours,
+        "keyword_occurrences": int(len(events)),
+        "detections": found,
+        "false_alarms": false_alarms,
+        "audio_hours": round(hours, 4),
+    }
+
+
+@dataclass
+class KeywordSpottingTask:
+    """Detect ``keyword`` in continuous speech, frame by frame, with a causal model (a wake-word detector).
+
+    The model emits P(keyword just ended) at every 20 ms frame; a detection is the first frame whose
+    probability reaches the threshold chosen on the validation voices.
+    """
+
+    keyword: str = "seven"
+    front: FrontEnd = field(default_factory=FrontEnd)
+    kind: str = "keyword-spotting"
+    heads: tuple[str, ...] = ("step_classification",)
+
+    def data(self) -> dict:
+        return speech.keyword_streams(self.front, self.keyword)
+
+    def _part(self, split: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Streams, per-frame targets and keyword events (stream renumbered within the part) of one split."""
+        d = self.data()
+        index = np.flatnonzero(d["split"] == split)
+        renumber = {int(s): i for i, s in enumerate(index)}
+        events = np.array(
+            [(renumber[int(s)], a, b) for s, a, b in d["events"] if int(s) in renumber], "int64"
+        )
+        x = d["x"][index]
+        y = np.zeros(x.shape[:2], dtype="int32")
+        for s, _, end in events:
+            y[s, max(0, end + KWS_TARGET[0]) : end + KWS_TARGET[1]] = 1
+        return x, y, events.reshape(-1, 3)
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y, _ = self._part(2)
+        return x, y
+
+    def prepare(self, seed: int, head: str) -> Prepared:
+        d = self.data()
+        x_tr, y_tr, _ = self._part(0)
+        x_va, y_va, _ = self._part(1)
+        mean, var = feature_stats(x_tr)
+        return Prepared(
+            x_train=x_tr,
+            y_train=y_tr,
+            x_val=x_va,
+            y_val=y_va,
+            n_outputs=2,
+            norm_mean=mean,
+            norm_var=var,
+            dataset=_synth_dataset_card(
+                f"continuous streams of words with the keyword {self.keyword!r} among them", self.front
+            )
+            | {
+                "stream_seconds": 4.0,
+                "other_words": [w for w in speech.WORDS + speech.FILLERS if w != self.keyword],
+            },
+            split=_split_card(
+                d["split"], "streams by voice variant: train, validation and test voices disjoint"
+            ),
+            preprocessing={
+                "class_names": ["other", self.keyword],
+                "keyword": self.keyword,
+                "n_features": int(x_tr.shape[2]),
+                "sequence_length": None,
+                "features": self.front.to_dict(),
+                "frame_targets": f"keyword from {KWS_TARGET[0]} to +{KWS_TARGET[1]} frames around the word's end",
+                "refractory_frames": KWS_REFRACTORY,
+                "tolerance_frames_after_word": KWS_TOLERANCE,
+                "normalization": _normalization(mean, var),
+            },
+        )
+
+    def _sweep(self, scores: np.ndarray, events: np.ndarray) -> dict[float, dict]:
+        return {
+            th: score_detections(
+                [detect(s, th) for s in scores], events, scores.shape[1], self.front.frame_seconds
+            )
+            for th in THRESHOLDS
+        }
+
+    def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        x_va, _, ev_va = self._part(1)
+        x, y, events = self._part(2)
+        val = self._sweep(np.asarray(model.predict(x_va, verbose=0))[..., 1], ev_va)
+        ok = [th for th, r in val.items() if r["false_alarms_per_hour"] <= KWS_MAX_VAL_FA_PER_HOUR]
+        threshold = min(ok) if ok else max(THRESHOLDS)
+        probs = np.asarray(model.predict(x, verbose=0))
+        test = self._sweep(probs[..., 1], events)
+        return {
+            **test[threshold],
+            "threshold": threshold,
+            "threshold_rule": f"lowest threshold with <= {KWS_MAX_VAL_FA_PER_HOUR:g} false alarms/hour on the "
+            f"validation voices (validation: detection {val[threshold]['detection_rate']:.3f}, "
+            f"{val[threshold]['false_alarms_per_hour']:.1f} FA/h)",
+            "frame_accuracy": float((probs.argmax(-1) == y).mean()),
+            "test_sweep": {
+                str(th): {k: round(r[k], 4) for k in ("detection_rate", "false_alarms_per_hour")}
+                for th, r in test.items()
+            },
+        }
+
+    def baselines(self, prepared: Prepared) -> dict:
+        """Sliding-window nearest centroid: mean MFCC of the last 0.5 s, keyword vs other centroid."""
+        window = 25
+        x_tr, y_tr, _ = self._part(0)
+        x, _, events = self._part(2)
+        f_tr, f_te = _sliding_mean_mfcc(x_tr, window), _sliding_mean_mfcc(x, window)
+        mu, sd = f_tr.reshape(-1, 13).mean(0), f_tr.reshape(-1, 13).std(0)
+        f_tr, f_te = (f_tr - mu) / sd, (f_te - mu) / sd
+        keyword = f_tr[y_tr == 1].mean(0)
+        other = f_tr[y_tr == 0].mean(0)
+        margin = ((f_te - other) ** 2).sum(-1) - ((f_te - keyword) ** 2).sum(-1)
+        result = score_detections(
+            [detect(m, 0.0) for m in margin], events, x.shape[1], self.front.frame_seconds
+        )
+        return {
+            "nearest_centroid_sliding_mean_mfcc": {
+                **{k: result[k] for k in ("detection_rate", "false_alarms_per_hour")},
+                "how": f"13 MFCC averaged over the last {window} frames (0.5 s); fires when nearer the keyword "
+                "centroid than the other centroid (train frames); same refractory and scoring",
+            }
+        }
+
+
+def _sliding_mean_mfcc(x: np.ndarray, window: int) -> np.ndarray:
+    """Causal moving average of 13 MFCC over ``window`` frames: ``[N, T, n_mels]`` -> ``[N, T, 13]``."""
+    import scipy.fft
+
+    c = scipy.fft.dct(x.astype("float64"), type=2, norm="ortho", axis=-1)[..., :13]
+    cum = np.cumsum(np.pad(c, ((0, 0), (window, 0), (0, 0)), mode="edge"), axis=1)
+    return (cum[:, window:] - cum[:, :-window]) / window
+
+
+def listen_wave(model: keras.Model, card: dict, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
+    """Run a keyword spotter over ``wave`` as a stream (chunks -> frames -> one model step per frame).
+
+    Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability``.
+    """
+    from streaming.step import StepModel
+
+    pre = card["preprocessing"]
+    front = FrontEnd.from_dict(pre["features"])
+    threshold = float(card["test_metrics"]["threshold"])
+    stepper = StepModel.from_keras(model)
+    state = stepper.initial_state(1)
+    frames = front.stream()
+    chunk = max(1, int(chunk_seconds * front.sample_rate))
+    detections, quiet_until, t = [], -1, 0
+    for start in range(0, len(wave), chunk):
+        for frame in frames.push(wave[start : start + chunk]):
+            y, state = stepper.step(frame[None], state)
+            p = float(y[0, 1])
+            if p >= threshold and t >= quiet_until:
+                time_s = (t * front.hop + front.win_length) / front.sample_rate
+                detections.append({"time_s": round(time_s, 2), "probability": round(p, 3)})
+                quiet_until = t + int(pre.get("refractory_frames", KWS_REFRACTORY))
+            t += 1
+    return detections
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Connected digits with CTC.
+
+
+def ctc_decode(log_probs: np.ndarray, beam_width: int = 0) -> list[list[int]]:
+    """Label sequences (blank 0 removed, repeats merged) of per-frame log-probabilities ``[N, T, C]``.
+
+    ``beam_width`` 0 is greedy (best label per frame); otherwise a CTC prefix beam search of that width
+    (`keras.ops.ctc_decode`).
+    """
+    log_probs = np.asarray(log_probs, dtype="float32")
+    lengths = np.full(len(log_probs), log_probs.shape[1], dtype="int32")
+    if beam_width:
+        decoded, _ = keras.ops.ctc_decode(
+            log_probs, lengths, strategy="beam_search", beam_width=beam_width, top_paths=1, mask_index=0
+        )
+    else:
+        decoded, _ = keras.ops.ctc_decode(log_probs, lengths, strategy="greedy", mask_index=0)
+    best = np.asarray(keras.ops.convert_to_numpy(decoded))[0]
+    return [[int(v) for v in row if v > 0] for row in best]
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def error_rates(hyps: list[list[int]], refs: list[list[int]]) -> dict:
+    """Sequence error rate (any mistake) and digit error rate (edits / reference digits)."""
+    edits = sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True))
+    return {
+        "sequence_error_rate": float(np.mean([h != r for h, r in zip(hyps, refs, strict=True)])),
+        "digit_error_rate": edits / max(1, sum(len(r) for r in refs)),
+    }
+
+
+@dataclass
+class ConnectedDigitsTask:
+    """Transcribe 1-6 digits spoken in one breath; a bidirectional model trained with CTC."""
+
+    front: FrontEnd = field(default_factory=FrontEnd)
+    beam_width: int = 16
+    kind: str = "ctc"
+    heads: tuple[str, ...] = ("ctc",)
+
+    def data(self) -> dict:
+        return speech.connected_digits(self.front)
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        d = self.data()
+        test = d["split"] == 2
+        return d["x"][test], d["labels"][test]
+
+    def prepare(self, seed: int, head: str) -> Prepared:
+        d = self.data()
+        tr, va = d["split"] == 0, d["split"] == 1
+        mean, var = feature_stats(d["x"][tr])
+        return Prepared(
+            x_train=d["x"][tr],
+            y_train=d["labels"][tr],
+            x_val=d["x"][va],
+            y_val=d["labels"][va],
+            n_outputs=11,
+            norm_mean=mean,
+            norm_var=var,
+            dataset=_synth_dataset_card("connected digit strings (1-6 digits, one utterance)", self.front)
+            | {"word_gap": "espeak-ng -g 0-12 (0-120 ms extra pause between words)"},
+            split=_split_card(d["split"], "by voice variant: train, validation and test voices are disjoint"),
+            preprocessing={
+                "labels": ["<blank>", *speech.DIGITS],
+                "n_features": int(d["x"].shape[2]),
+                "sequence_length": int(d["x"].shape[1]),
+                "canvas_seconds": 4.5,
+                "features": self.front.to_dict(),
+                "decoding": f"greedy and CTC prefix beam search (width {self.beam_width})",
+                "normalization": _normalization(mean, var),
+            },
+        )
+
+    def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        x, labels = self.test_data()
+        log_probs = np.asarray(model.predict(x, verbose=0))
+        refs = [[int(v) for v in row if v > 0] for row in labels]
+        greedy = error_rates(ctc_decode(log_probs), refs)
+        beam = error_rates(ctc_decode(log_probs, self.beam_width), refs)
+        return {
+            **beam,
+            "decoding": f"beam search, width {self.beam_width}",
+            "greedy": greedy,
+            "test_utterances": len(refs),
+        }
+
+    def baselines(self, prepared: Prepared) -> dict:
+        """Classical pipeline: split at pauses (energy), then nearest centroid on each segment's mean MFCC."""
+        words = speech.spoken_words(self.front)
+        digit = (words["split"] == 0) & (words["y"] < 10)
+        raw = np.stack([_segment_mfcc(x, 0, x.shape[0]) for x in words["x"][digit]])
+        mu, sd = raw.mean(0), raw.std(0)
+        centroid = NearestCentroid().fit((raw - mu) / sd, words["y"][digit])
+        x, labels = self.test_data()
+        refs = [[int(v) for v in row if v > 0] for row in labels]
+        hyps = []
+        for utterance in x:
+            segments = _energy_segments(utterance)
+            if not segments:
+                hyps.append([])
+                continue
+            f = np.stack([_segment_mfcc(utterance, a, b) for a, b in segments])
+            hyps.append([int(c) + 1 for c in centroid.predict((f - mu) / sd)])
+        return {
+            "pause_segmentation_nearest_centroid": {
+                **error_rates(hyps, refs),
+                "how": "frames above an energy threshold (midway between the 10th and 90th percentile of the "
+                "utterance's frame energies) form words, gaps >= 3 frames split them; each word's mean MFCC of "
+                "its loudest frames is matched to the nearest centroid of isolated digits from the training "
+                "voices (spoken-words data)",
+            }
+        }
+
+
+def _energy_segments(x: np.ndarray, min_gap: int = 3, min_len: int = 4) -> list[tuple[int, int]]:
+    """Runs of loud frames (start, end) separated by at least ``min_gap`` quiet frames."""
+    energy = x.mean(-1)
+    lo, hi = np.percentile(energy, [10, 90])
+    loud = energy > (lo + hi) / 2
+    segments: list[list[int]] = []
+    for t in np.flatnonzero(loud):
+        if segments and t - segments[-1][1] < min_gap:
+            segments[-1][1] = t + 1
+        else:
+            segments.append([t, t + 1])
+    return [(a, b) for a, b in segments if b - a >= min_len]
+
+
+def _segment_mfcc(x: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Mean MFCC over the loud part of frames ``start..end`` of one utterance."""
+    seg = x[start:end]
+    energy = seg.mean(-1)
+    keep = energy >= np.percentile(energy, 50) if (energy.max() - energy.min()) > 1e-6 else slice(None)
+    return mean_mfcc(seg[None, keep])[0]
+
+
+def transcribe_wave(model: keras.Model, card: dict, wave: np.ndarray, beam_width: int = 16) -> str:
+    """Digits spoken in ``wave`` (mono, at the front end's rate), e.g. ``"314"``.
+
+    The audio is placed in silence as in training (0.15 s before, padded to the training canvas after).
+    """
+    pre = card["preprocessing"]
+    front = FrontEnd.from_dict(pre["features"])
+    lead = np.zeros(int(0.15 * front.sample_rate), "float32")
+    wave = np.concatenate([lead, np.asarray(wave, "float32")])
+    canvas = int(pre.get("canvas_seconds", 0) * front.sample_rate)
+    if len(wave) < canvas:
+        wave = np.concatenate([wave, np.zeros(canvas - len(wave), "float32")])
+    log_probs = np.asarray(model.predict(front(wave)[None], verbose=0))
+    labels = ctc_decode(log_probs, beam_width)[0]
+    return "".join(str(v - 1) for v in labels)
+
+
+def load_audio(path: str | Path, card: dict) -> np.ndarray:
+    """A WAV file as the model's front end wants it (mono, resampled); `zoo.audio.AudioError` if unusable."""
+    return read_wav(path, int(card["preprocessing"]["features"]["sample_rate"]))
+
+
+SPOKEN_WORDS = SpokenWordTask()
+KEYWORD_SPOTTING = KeywordSpottingTask()
+CONNECTED_DIGITS = ConnectedDigitsTask()
