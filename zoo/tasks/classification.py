@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from zoo.data import physio, sensors
 from zoo.features import Spectrogram, circular_shifts
-from zoo.tasks.base import Prepared, feature_stats
+from zoo.tasks.base import Prepared, feature_stats, normalisation_card
 
 
 @dataclass(frozen=True)
@@ -133,16 +133,7 @@ class ClassificationTask:
                     if self.augment_shifts
                     else {}
                 ),
-                "normalization": {
-                    "mean": mean.tolist(),
-                    "variance": var.tolist(),
-                    "where": "inside the model",
-                },
-                **(
-                    {"sample_rate_hz": self.dataset["sample_rate_hz"]}
-                    if "sample_rate_hz" in self.dataset
-                    else {}
-                ),
+                **normalisation_card(mean, var, self.dataset),
             },
         )
 

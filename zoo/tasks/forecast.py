@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from zoo.data import physio, series
-from zoo.tasks.base import Prepared, feature_stats
+from zoo.tasks.base import Prepared, feature_stats, normalisation_card
 
 
 @dataclass(frozen=True)
@@ -105,16 +105,7 @@ class ForecastTask:
                 "n_features": 1,
                 "input": "first difference of the series" if self.difference else "the raw series",
                 "target": "the next input value",
-                "normalization": {
-                    "mean": mean.tolist(),
-                    "variance": var.tolist(),
-                    "where": "inside the model",
-                },
-                **(
-                    {"sample_rate_hz": self.dataset["sample_rate_hz"]}
-                    if "sample_rate_hz" in self.dataset
-                    else {}
-                ),
+                **normalisation_card(mean, var, self.dataset),
             },
         )
 
