@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import keras
@@ -30,6 +30,11 @@ class Prepared:
     preprocessing: dict
     target_mean: float = 0.0
     target_std: float = 1.0
+    # Token models (``Architecture.embedding`` > 0): inputs are ids in [0, vocab_size) instead of readings.
+    vocab_size: int = 0
+    # Files written beside the model (file name -> JSON content, e.g. a tokenizer's vocabulary); the card
+    # lists each with its sha256, and `zoo.load` verifies them.
+    assets: dict = field(default_factory=dict)
 
 
 class Task(Protocol):
@@ -59,3 +64,11 @@ def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and variance over all samples and steps (the Normalization layer's statistics)."""
     flat = x.reshape(-1, x.shape[-1]).astype("float64")
     return flat.mean(0).astype("float32"), np.maximum(flat.var(0), 1e-12).astype("float32")
+
+
+def normalisation_card(mean: np.ndarray, var: np.ndarray, dataset: dict) -> dict:
+    """The card's record of the in-model normalisation (and the sample rate, where the dataset gives one)."""
+    info = {"normalization": {"mean": mean.tolist(), "variance": var.tolist(), "where": "inside the model"}}
+    if "sample_rate_hz" in dataset:
+        info["sample_rate_hz"] = dataset["sample_rate_hz"]
+    return info
