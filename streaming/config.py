@@ -198,11 +198,13 @@ def from_dict(data: dict[str, Any]) -> Settings:
     bindings = data.get("bindings", [])
     if not isinstance(bindings, list):
         raise ConfigError("bindings must be an array of tables: [[bindings]]")
-    return validate(Settings(
-        broker=_build(BrokerSettings, data.get("broker", {}), "broker"),
-        service=_build(ServiceSettings, data.get("service", {}), "service"),
-        bindings=[_build(Binding, b, f"bindings.{i}") for i, b in enumerate(bindings)],
-    ))
+    return validate(
+        Settings(
+            broker=_build(BrokerSettings, data.get("broker", {}), "broker"),
+            service=_build(ServiceSettings, data.get("service", {}), "service"),
+            bindings=[_build(Binding, b, f"bindings.{i}") for i, b in enumerate(bindings)],
+        )
+    )
 
 
 def load(path: str | os.PathLike) -> Settings:

@@ -78,8 +78,16 @@ class EmbeddedBroker:
         self._thread.join(5)
 
 
-def run_demo(model: str, devices: int, rate: float, duration: float, broker_url: str | None,
-             data_path: str | None, every: int, out: Any = print) -> int:
+def run_demo(
+    model: str,
+    devices: int,
+    rate: float,
+    duration: float,
+    broker_url: str | None,
+    data_path: str | None,
+    every: int,
+    out: Any = print,
+) -> int:
     """Start broker (unless given), service and simulator; print predictions and the running accuracy."""
     from streaming.config import from_dict
     from streaming.models import serve_model
@@ -94,11 +102,13 @@ def run_demo(model: str, devices: int, rate: float, duration: float, broker_url:
         broker = EmbeddedBroker().start()
         broker_url = broker.url
         out(f"embedded MQTT broker (amqtt) on {broker_url}")
-    settings = from_dict({
-        "broker": {"url": broker_url, "connect_timeout_s": 5.0, "client_id": "rnnzoo-demo-service"},
-        "service": {"max_delay_ms": 5, "ttl_s": 600},
-        "bindings": [{"topic": "sensors/+/imu", "model": model, "name": served.name}],
-    })
+    settings = from_dict(
+        {
+            "broker": {"url": broker_url, "connect_timeout_s": 5.0, "client_id": "rnnzoo-demo-service"},
+            "service": {"max_delay_ms": 5, "ttl_s": 600},
+            "bindings": [{"topic": "sensors/+/imu", "model": model, "name": served.name}],
+        }
+    )
     service = Service(settings, models={0: served})
     thread = threading.Thread(target=service.run, name="service", daemon=True)
     thread.start()
@@ -107,7 +117,9 @@ def run_demo(model: str, devices: int, rate: float, duration: float, broker_url:
             raise ConnectionError(f"service could not connect to {broker_url}")
         data = load_dataset(model, data_path, engine.n_features, class_names=served.class_names)
         names = served.class_names
-        out(f"serving {served.name} in {served.mode} mode; {devices} devices at {rate:g} Hz for {duration:g} s")
+        out(
+            f"serving {served.name} in {served.mode} mode; {devices} devices at {rate:g} Hz for {duration:g} s"
+        )
         printed = [0]
 
         def show(device: str, seq: int, step: int, message: dict, truth: int | None) -> None:
@@ -131,7 +143,9 @@ def run_demo(model: str, devices: int, rate: float, duration: float, broker_url:
         t = sim.tally
         lat = sorted(t.latencies)
         p50 = lat[len(lat) // 2] * 1000 if lat else float("nan")
-        acc = f", accuracy {t.accuracy:.1%} over {t.labelled} labelled steps" if t.accuracy is not None else ""
+        acc = (
+            f", accuracy {t.accuracy:.1%} over {t.labelled} labelled steps" if t.accuracy is not None else ""
+        )
         out(f"done: {t.sent} readings sent, {t.received} predictions received, p50 latency {p50:.1f} ms{acc}")
         return 0
     finally:

@@ -25,8 +25,22 @@ def export_in_child(spec: str, mode: str, compute_dtype: str) -> tuple[Any, dict
     with tempfile.TemporaryDirectory(prefix="rnnzoo-export-") as tmp:
         out = os.path.join(tmp, "step.npz")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run([sys.executable, "-m", "streaming.export", spec, out, "--mode", mode,
-                               "--compute-dtype", compute_dtype], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streaming.export",
+                spec,
+                out,
+                "--mode",
+                mode,
+                "--compute-dtype",
+                compute_dtype,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if not lines:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -98,8 +98,14 @@ def class_names_for(model: Any, card: dict | None) -> list[str] | None:
     return None
 
 
-def serve_model(spec: str, mode: str = "auto", window: int | None = None, name: str | None = None,
-                compute_dtype: str = "float64", isolate: bool = False) -> ServedModel:
+def serve_model(
+    spec: str,
+    mode: str = "auto",
+    window: int | None = None,
+    name: str | None = None,
+    compute_dtype: str = "float64",
+    isolate: bool = False,
+) -> ServedModel:
     """Load a model and build its engine. mode "step" refuses non-causal models; "auto" falls back to window.
 
     isolate=True reads the Keras file in a child process and keeps only the numpy step model here, so a
@@ -110,13 +116,21 @@ def serve_model(spec: str, mode: str = "auto", window: int | None = None, name: 
 
         engine, meta = export_in_child(spec, mode, compute_dtype)
         if engine is not None:
-            return ServedModel(name or meta["name"], engine, meta["class_names"], None, meta["card"], meta["note"])
+            return ServedModel(
+                name or meta["name"], engine, meta["class_names"], None, meta["card"], meta["note"]
+            )
     model, card, display = load_keras(spec)
     return build_served(model, card, name or display, mode, window, compute_dtype)
 
 
-def build_served(model: Any, card: dict | None, name: str, mode: str = "auto", window: int | None = None,
-                 compute_dtype: str = "float64") -> ServedModel:
+def build_served(
+    model: Any,
+    card: dict | None,
+    name: str,
+    mode: str = "auto",
+    window: int | None = None,
+    compute_dtype: str = "float64",
+) -> ServedModel:
     streaming = (card or {}).get("streaming") or {}
     if mode == "auto" and streaming.get("mode") == "window":
         mode = "window"

@@ -70,8 +70,12 @@ def _check_time(t: object) -> float | None:
     return float(t)
 
 
-def parse(payload: bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES,
-          senml_names: Sequence[str] | None = None) -> list[Reading]:
+def parse(
+    payload: bytes,
+    n_features: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    senml_names: Sequence[str] | None = None,
+) -> list[Reading]:
     """Parse one MQTT payload into its readings (one, or several for a SenML pack spanning several times)."""
     if len(payload) > max_bytes:
         raise PayloadError("payload too large", f"{len(payload)} bytes > {max_bytes}")
@@ -83,7 +87,7 @@ def parse(payload: bytes, n_features: int, max_bytes: int = DEFAULT_MAX_BYTES,
         raise PayloadError("not JSON", "nested too deeply") from None
     if type(obj) is dict:
         if "values" not in obj:
-            raise PayloadError("missing values", "expected {\"values\": [...]} or a SenML array")
+            raise PayloadError("missing values", 'expected {"values": [...]} or a SenML array')
         return [Reading(check_values(obj["values"], n_features), _check_time(obj.get("t")))]
     if type(obj) is list:
         if obj and type(obj[0]) is dict:
@@ -136,7 +140,9 @@ def parse_senml(records: list, n_features: int, names: Sequence[str] | None = No
             if missing:
                 raise PayloadError("wrong number of values", f"SenML reading at t={t} lacks {missing[:3]}")
             if len(recs) != len(names):
-                raise PayloadError("wrong number of values", f"expected {len(names)} records, got {len(recs)}")
+                raise PayloadError(
+                    "wrong number of values", f"expected {len(names)} records, got {len(recs)}"
+                )
             values = [by_name[n] for n in names]
         else:
             values = [v for _, _, v in recs]

@@ -81,8 +81,9 @@ class Service:
             else:
                 cache_key = (b.model, b.mode, b.window, b.name)
                 if cache_key not in loaded:
-                    loaded[cache_key] = serve_model(b.model, b.mode, b.window, b.name, svc.compute_dtype,
-                                                    isolate=True)
+                    loaded[cache_key] = serve_model(
+                        b.model, b.mode, b.window, b.name, svc.compute_dtype, isolate=True
+                    )
                 served = loaded[cache_key]
             table = StateTable(served.engine.state_size, svc.max_devices, svc.ttl_s)
             self.routes.append(Route(b, served, table, f"{b.topic}|{served.name}", int(b.device_level or 0)))
@@ -108,11 +109,14 @@ class Service:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls is not None:
             tls = broker.tls
-            client.tls_set(ca_certs=tls.ca_certs, certfile=tls.certfile, keyfile=tls.keyfile,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(
+                ca_certs=tls.ca_certs, certfile=tls.certfile, keyfile=tls.keyfile, cert_reqs=ssl.CERT_REQUIRED
+            )
             client.tls_insecure_set(tls.insecure)
         status = self.settings.service.status_topic
-        client.will_set(status, json.dumps({"state": "offline", "reason": "connection lost"}), qos=1, retain=True)
+        client.will_set(
+            status, json.dumps({"state": "offline", "reason": "connection lost"}), qos=1, retain=True
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -125,8 +129,9 @@ class Service:
             log.error("broker refused the connection: %s", reason)
             return
         qos = self.settings.broker.qos
-        topics = {r.binding.topic for r in self.routes} | {r.binding.reset_topic for r in self.routes
-                                                            if r.binding.reset_topic}
+        topics = {r.binding.topic for r in self.routes} | {
+            r.binding.reset_topic for r in self.routes if r.binding.reset_topic
+        }
         # Subscribing here, not once after connect, re-subscribes after every reconnect.
         client.subscribe([(t, qos) for t in sorted(topics)])
         self._publish_status("online")
@@ -157,14 +162,19 @@ class Service:
             except (OSError, ssl.SSLError) as err:
                 if deadline is not None and time.monotonic() > deadline:
                     raise BrokerUnreachable(
-                        f"broker {broker.url} unreachable: {err.strerror or err}") from None
+                        f"broker {broker.url} unreachable: {err.strerror or err}"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def _publish_status(self, state: str) -> None:
-        payload = {"state": state, "uptime_s": round(time.time() - self._started, 1),
-                   "counters": dict(self.counters), "errors": dict(self.error_reasons),
-                   "models": {r.model.name: {"mode": r.model.mode, "devices": len(r.table)} for r in self.routes}}
+        payload = {
+            "state": state,
+            "uptime_s": round(time.time() - self._started, 1),
+            "counters": dict(self.counters),
+            "errors": dict(self.error_reasons),
+            "models": {r.model.name: {"mode": r.model.mode, "devices": len(r.table)} for r in self.routes},
+        }
         self.client.publish(self.settings.service.status_topic, json.dumps(payload), qos=1, retain=True)
 
     # -- main loop ---------------------------------------------------------------------------------------------
@@ -238,7 +248,9 @@ class Service:
             if svc.snapshot_path:
                 self.snapshot()
             if client.socket() is not None:
-                payload = json.dumps({"state": "offline", "reason": "stopped", "counters": dict(self.counters)})
+                payload = json.dumps(
+                    {"state": "offline", "reason": "stopped", "counters": dict(self.counters)}
+                )
                 info = client.publish(svc.status_topic, payload, qos=1, retain=True)
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and client.socket() is not None and time.monotonic() < deadline:
@@ -325,8 +337,9 @@ class Service:
             table.commit(slots, new_state, now)
             self._publish_predictions(route, wave, steps, outputs)
 
-    def _publish_predictions(self, route: Route, wave: list[tuple[int, str, Reading]], steps: np.ndarray,
-                             outputs: np.ndarray) -> None:
+    def _publish_predictions(
+        self, route: Route, wave: list[tuple[int, str, Reading]], steps: np.ndarray, outputs: np.ndarray
+    ) -> None:
         svc = self.settings.service
         qos = self.settings.broker.qos
         names = route.model.class_names

@@ -79,10 +79,19 @@ class Simulator:
         on_prediction: called with (device, seq, step, message, truth) for each prediction (the demo prints).
     """
 
-    def __init__(self, broker_url: str, data: Dataset, devices: int, rate: float, model_name: str,
-                 topic: str = "sensors/{device}/imu", expected: np.ndarray | None = None, qos: int = 0,
-                 on_prediction: Callable[[str, int, int, dict, int | None], None] | None = None,
-                 prediction_topic: str = "predictions/+/{model}"):
+    def __init__(
+        self,
+        broker_url: str,
+        data: Dataset,
+        devices: int,
+        rate: float,
+        model_name: str,
+        topic: str = "sensors/{device}/imu",
+        expected: np.ndarray | None = None,
+        qos: int = 0,
+        on_prediction: Callable[[str, int, int, dict, int | None], None] | None = None,
+        prediction_topic: str = "predictions/+/{model}",
+    ):
         self.data = data
         self.devices = [f"sim{i:04d}" for i in range(devices)]
         self.rate = rate
@@ -97,7 +106,8 @@ class Simulator:
         self._subscribed = threading.Event()
         self.sub = connect(broker_url)
         self.sub.on_connect = lambda c, u, f, r, p: c.subscribe(
-            [(prediction_topic.format(model=model_name), qos), ("errors/+", 0)])
+            [(prediction_topic.format(model=model_name), qos), ("errors/+", 0)]
+        )
         self.sub.on_subscribe = lambda *a: self._subscribed.set()
         self.sub.on_message = self._on_message
         self.sub.loop_start()
@@ -135,8 +145,9 @@ class Simulator:
         if self.on_prediction:
             self.on_prediction(device, seq, step, message, truth)
 
-    def run(self, duration: float | None = None, sequences: int | None = None,
-            stop: threading.Event | None = None) -> Tally:
+    def run(
+        self, duration: float | None = None, sequences: int | None = None, stop: threading.Event | None = None
+    ) -> Tally:
         """Publish until `duration` seconds pass, each device has replayed `sequences` sequences, or stop."""
         n_seq, length = self.data.X.shape[0], self.data.X.shape[1]
         steps_total = length * sequences if sequences else None
@@ -187,12 +198,19 @@ class Simulator:
             c.disconnect()
 
 
-def load_dataset(model_spec: str, data_path: str | None, n_features: int, length: int = 100,
-                 class_names: list[str] | None = None) -> Dataset:
+def load_dataset(
+    model_spec: str,
+    data_path: str | None,
+    n_features: int,
+    length: int = 100,
+    class_names: list[str] | None = None,
+) -> Dataset:
     """Test data for the replay: an .npz (X, y), the zoo's held-out split, or a random walk as a last resort."""
     if data_path:
         with np.load(data_path, allow_pickle=False) as f:
-            return Dataset(np.asarray(f["X"], np.float32), np.asarray(f["y"]) if "y" in f else None, class_names)
+            return Dataset(
+                np.asarray(f["X"], np.float32), np.asarray(f["y"]) if "y" in f else None, class_names
+            )
     try:
         import zoo
 

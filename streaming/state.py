@@ -36,8 +36,14 @@ class StateTable:
         initial_capacity: slots allocated up front.
     """
 
-    def __init__(self, state_size: int, max_devices: int = 100_000, ttl_s: float | None = None,
-                 dtype: Any = np.float32, initial_capacity: int = 1024):
+    def __init__(
+        self,
+        state_size: int,
+        max_devices: int = 100_000,
+        ttl_s: float | None = None,
+        dtype: Any = np.float32,
+        initial_capacity: int = 1024,
+    ):
         self.state_size = int(state_size)
         self.max_devices = int(max_devices)
         self.ttl_s = ttl_s
@@ -141,7 +147,9 @@ class StateTable:
         if arrays["state"].shape[1:] != (self.state_size,):
             raise ValueError(f"snapshot state width {arrays['state'].shape[1:]} != model's {self.state_size}")
         if len(devices) > self.max_devices:
-            raise ValueError(f"snapshot holds {len(devices)} devices, more than max_devices={self.max_devices}")
+            raise ValueError(
+                f"snapshot holds {len(devices)} devices, more than max_devices={self.max_devices}"
+            )
         capacity = max(self.capacity, len(devices))
         self.state = np.zeros((capacity, self.state_size), dtype=self.dtype)
         self.steps = np.zeros(capacity, dtype=np.int64)
@@ -157,7 +165,9 @@ class StateTable:
         self._free = list(range(capacity - 1, n - 1, -1))
 
 
-def save_snapshot(path: str | os.PathLike, tables: dict[str, StateTable], fingerprints: dict[str, str]) -> None:
+def save_snapshot(
+    path: str | os.PathLike, tables: dict[str, StateTable], fingerprints: dict[str, str]
+) -> None:
     """Write every table to one .npz, atomically: a reader sees the old file or the new one, never a mix."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))

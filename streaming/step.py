@@ -270,8 +270,10 @@ class _GRU(_Op):
         return h, h
 
 
-_OP_TYPES = {cls.__name__: cls for cls in (_Affine, _Elementwise, _Norm, _ParamAct, _LayerNorm, _SimpleRNN,
-                                            _LSTM, _GRU)}
+_OP_TYPES = {
+    cls.__name__: cls
+    for cls in (_Affine, _Elementwise, _Norm, _ParamAct, _LayerNorm, _SimpleRNN, _LSTM, _GRU)
+}
 _ACTIVATION_NAME = {id(fn): name for name, fn in _ACTIVATIONS.items()}
 
 # ----------------------------------------------------------------------------------------------------------
@@ -301,7 +303,9 @@ def _layer_op(layer: Any, n_features: int, dtype: np.dtype) -> tuple[_Op, int]:
     if kind == "InputLayer":
         return _Elementwise(name), n_features
     if kind == "Bidirectional":
-        raise NotStepable(f"{name} reads the future of the sequence; it cannot step causally: use window mode")
+        raise NotStepable(
+            f"{name} reads the future of the sequence; it cannot step causally: use window mode"
+        )
     if kind == "TimeDistributed":
         return _layer_op(layer.layer, n_features, dtype)
     if kind == "Activation":
@@ -317,8 +321,10 @@ def _layer_op(layer: Any, n_features: int, dtype: np.dtype) -> tuple[_Op, int]:
         if tuple(layer.axis) not in ((-1,), (2,)):
             raise NotStepable(f"{name}: only per-feature normalisation (axis=-1) can step")
         mean = np.broadcast_to(_w(layer.mean, np.float64).reshape(-1), (n_features,))
-        std = np.maximum(np.sqrt(np.broadcast_to(_w(layer.variance, np.float64).reshape(-1), (n_features,))),
-                         _KERAS_EPSILON)
+        std = np.maximum(
+            np.sqrt(np.broadcast_to(_w(layer.variance, np.float64).reshape(-1), (n_features,))),
+            _KERAS_EPSILON,
+        )
         if getattr(layer, "invert", False):
             return _Affine(name, scale=std.astype(dtype), bias=mean.astype(dtype)), n_features
         # Keep Keras' (x - mean) / std form rather than folding into x*a+b: the fold changes rounding.
@@ -358,8 +364,13 @@ def _param_activation_layer(layer: Any, name: str) -> _Op:
     if kind == "LeakyReLU":
         return _ParamAct(name, kind="leaky_relu", alpha=float(layer.negative_slope))
     max_value = None if layer.max_value is None else float(layer.max_value)
-    return _ParamAct(name, kind="relu", alpha=float(layer.negative_slope), threshold=float(layer.threshold),
-                     max_value=max_value)
+    return _ParamAct(
+        name,
+        kind="relu",
+        alpha=float(layer.negative_slope),
+        threshold=float(layer.threshold),
+        max_value=max_value,
+    )
 
 
 def _recurrent_op(layer: Any, name: str, dtype: np.dtype) -> tuple[_Op, int]:
@@ -382,8 +393,16 @@ def _recurrent_op(layer: Any, name: str, dtype: np.dtype) -> tuple[_Op, int]:
     rec_act = _activation(cell.recurrent_activation, name)
     if kind == "LSTM":
         bias = _w(cell.bias, dtype) if cell.use_bias else None
-        op = _LSTM(name, 2 * units, units=units, kernel=kernel, recurrent=recurrent, bias=bias, act=act,
-                   rec_act=rec_act)
+        op = _LSTM(
+            name,
+            2 * units,
+            units=units,
+            kernel=kernel,
+            recurrent=recurrent,
+            bias=bias,
+            act=act,
+            rec_act=rec_act,
+        )
         return op, units
     input_bias = recurrent_bias = None
     if cell.use_bias:
@@ -392,8 +411,18 @@ def _recurrent_op(layer: Any, name: str, dtype: np.dtype) -> tuple[_Op, int]:
             input_bias, recurrent_bias = bias[0], bias[1]
         else:
             input_bias = bias
-    op = _GRU(name, units, units=units, kernel=kernel, recurrent=recurrent, input_bias=input_bias,
-              recurrent_bias=recurrent_bias, reset_after=bool(cell.reset_after), act=act, rec_act=rec_act)
+    op = _GRU(
+        name,
+        units,
+        units=units,
+        kernel=kernel,
+        recurrent=recurrent,
+        input_bias=input_bias,
+        recurrent_bias=recurrent_bias,
+        reset_after=bool(cell.reset_after),
+        act=act,
+        rec_act=rec_act,
+    )
     return op, units
 
 
@@ -410,7 +439,11 @@ def _chain(model: Any) -> list[Any]:
         previous = model.inputs[0]
         for layer in layers:
             nodes = layer._inbound_nodes
-            if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or nodes[0].input_tensors[0] is not previous:
+            if (
+                len(nodes) != 1
+                or len(nodes[0].input_tensors) != 1
+                or nodes[0].input_tensors[0] is not previous
+            ):
                 raise NotStepable(
                     f"layer {layer.name!r} is not fed by the one before it (a branching graph); use window mode"
                 )
@@ -443,8 +476,15 @@ class StepModel:
 
     mode = "step"
 
-    def __init__(self, ops: Sequence[_Op], n_features: int, n_outputs: int, fingerprint: str,
-                 dtype: Any = np.float32, compute_dtype: Any = np.float64):
+    def __init__(
+        self,
+        ops: Sequence[_Op],
+        n_features: int,
+        n_outputs: int,
+        fingerprint: str,
+        dtype: Any = np.float32,
+        compute_dtype: Any = np.float64,
+    ):
         self.ops = list(ops)
         self.n_features = n_features
         self.n_outputs = n_outputs
@@ -488,9 +528,15 @@ class StepModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the step model to an .npz (weights + a JSON description), loadable without Keras or TF."""
-        meta: dict[str, Any] = {"format": "rnnzoo-step/1", "n_features": self.n_features,
-                                "n_outputs": self.n_outputs, "fingerprint": self.fingerprint,
-                                "dtype": self.dtype.name, "compute_dtype": self.compute_dtype.name, "ops": []}
+        meta: dict[str, Any] = {
+            "format": "rnnzoo-step/1",
+            "n_features": self.n_features,
+            "n_outputs": self.n_outputs,
+            "fingerprint": self.fingerprint,
+            "dtype": self.dtype.name,
+            "compute_dtype": self.compute_dtype.name,
+            "ops": [],
+        }
         arrays: dict[str, Array] = {}
         for i, op in enumerate(self.ops):
             fields: dict[str, Any] = {}
@@ -525,8 +571,14 @@ class StepModel:
                     else:
                         kwargs[name] = spec["value"]
                 ops.append(_OP_TYPES[entry["type"]](**kwargs))
-        return cls(ops, meta["n_features"], meta["n_outputs"], meta["fingerprint"], dtype=meta["dtype"],
-                   compute_dtype=meta["compute_dtype"])
+        return cls(
+            ops,
+            meta["n_features"],
+            meta["n_outputs"],
+            meta["fingerprint"],
+            dtype=meta["dtype"],
+            compute_dtype=meta["compute_dtype"],
+        )
 
     def initial_state(self, batch: int) -> Array:
         """The state of a device that has seen nothing: zeros, as Keras starts its recurrences."""

@@ -34,7 +34,9 @@ class WindowModel:
             raise ValueError(f"window must be at least 1, got {window}")
         self.fixed_length = shape[1]
         if self.fixed_length is not None and window != self.fixed_length:
-            raise ValueError(f"the model takes exactly {self.fixed_length} steps; set window = {self.fixed_length}")
+            raise ValueError(
+                f"the model takes exactly {self.fixed_length} steps; set window = {self.fixed_length}"
+            )
         self.model = model
         self.window = int(window)
         self.n_features = int(shape[-1])

@@ -58,8 +58,9 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port)
 
     def kill(self) -> None:
@@ -170,16 +171,20 @@ def tiny_model(n_features: int = 3, n_classes: int = 4, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     inputs = keras.Input(shape=(None, n_features))
-    h = keras.layers.Normalization(mean=rng.normal(size=n_features), variance=rng.uniform(0.5, 4, n_features))(inputs)
+    h = keras.layers.Normalization(
+        mean=rng.normal(size=n_features), variance=rng.uniform(0.5, 4, n_features)
+    )(inputs)
     h = keras.layers.GRU(8, return_sequences=True)(h)
     h = keras.layers.LSTM(6, return_sequences=True, recurrent_dropout=0.1)(h)
     h = keras.layers.Dropout(0.2)(h)
     outputs = keras.layers.Dense(n_classes, activation="softmax")(h)
     model = keras.Model(inputs, outputs)
-    model.set_weights([
-        w if not v.trainable else (rng.normal(size=w.shape) * 0.6).astype(w.dtype)
-        for v, w in zip(model.weights, model.get_weights(), strict=True)
-    ])
+    model.set_weights(
+        [
+            w if not v.trainable else (rng.normal(size=w.shape) * 0.6).astype(w.dtype)
+            for v, w in zip(model.weights, model.get_weights(), strict=True)
+        ]
+    )
     return model
 
 

@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_serve(config: Path, log: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, "-m", "streaming", "serve", "--config", str(config)],
-                            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streaming", "serve", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def probe_until_answered(pub, col, name: str, timeout: float = 60) -> None:
@@ -35,7 +40,7 @@ def probe_until_answered(pub, col, name: str, timeout: float = 60) -> None:
 
 def snapshot_steps(path: Path) -> dict[str, int]:
     try:
-        (_, arrays), = load_snapshot(path).values()
+        ((_, arrays),) = load_snapshot(path).values()
     except (ValueError, FileNotFoundError):
         return {}
     return dict(zip(arrays["devices"].tolist(), arrays["steps"].tolist(), strict=True))
@@ -59,7 +64,7 @@ status_interval_s = 0.5
 
 [[bindings]]
 topic = "sensors/+/imu"
-model = "{tmp_path / 'tiny.keras'}"
+model = "{tmp_path / "tiny.keras"}"
 """)
     log = tmp_path / "serve.log"
     rng = np.random.default_rng(6)
@@ -119,11 +124,28 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     ]
     model = tiny_model()
     model.save(tmp_path / "ok.keras")
-    cases.append(["serve", "--model", str(tmp_path / "ok.keras"), "--topic", "sensors/+/imu",
-                  "--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "0.5"])
+    cases.append(
+        [
+            "serve",
+            "--model",
+            str(tmp_path / "ok.keras"),
+            "--topic",
+            "sensors/+/imu",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--connect-timeout",
+            "0.5",
+        ]
+    )
     for args in cases:
-        out = subprocess.run([sys.executable, "-m", "streaming", *args], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "streaming", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         lines = [line for line in out.stderr.splitlines() if line.startswith("rnnzoo")]
         assert out.returncode != 0 and len(lines) == 1, (args, out.stderr[-1500:])
         assert "Traceback" not in out.stderr

@@ -24,11 +24,13 @@ def model():
 
 
 def start_service(broker_url: str, model, tmp_path=None, **service) -> tuple[Service, threading.Thread]:
-    settings = from_dict({
-        "broker": {"url": broker_url, "connect_timeout_s": 5.0},
-        "service": {"max_delay_ms": 2, "status_interval_s": 0.5, **service},
-        "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
-    })
+    settings = from_dict(
+        {
+            "broker": {"url": broker_url, "connect_timeout_s": 5.0},
+            "service": {"max_delay_ms": 2, "status_interval_s": 0.5, **service},
+            "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
+        }
+    )
     served = build_served(model, None, "tiny")
     svc = Service(settings, models={0: served})
     thread = threading.Thread(target=svc.run, daemon=True)
@@ -51,8 +53,9 @@ def by_device(messages: list[tuple[str, dict]]) -> dict[str, list[dict]]:
     return out
 
 
-def assert_matches_offline(received: dict[str, list[dict]], sequences: np.ndarray, expected: np.ndarray,
-                           devices: list[str]) -> None:
+def assert_matches_offline(
+    received: dict[str, list[dict]], sequences: np.ndarray, expected: np.ndarray, devices: list[str]
+) -> None:
     for d, device in enumerate(devices):
         msgs = sorted(received[device], key=lambda m: m["step"])
         assert [m["step"] for m in msgs] == list(range(sequences.shape[1]))
@@ -80,8 +83,12 @@ def test_interleaved_devices_equal_the_offline_model(mosquitto, collector_factor
         position[d] += 1
         values = seqs[d, t].tolist()
         if k % 3 == 0:
-            payload = json.dumps([{"bn": f"urn:{devices[d]}:", "n": f"a{i}", "v": v, "u": "m/s2"}
-                                  for i, v in enumerate(values)])
+            payload = json.dumps(
+                [
+                    {"bn": f"urn:{devices[d]}:", "n": f"a{i}", "v": v, "u": "m/s2"}
+                    for i, v in enumerate(values)
+                ]
+            )
         elif k % 3 == 1:
             payload = json.dumps({"values": values, "t": time.time()})
         else:
@@ -120,8 +127,9 @@ BAD_PAYLOADS = [
 ]
 
 
-def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(mosquitto, collector_factory,
-                                                                           model) -> None:
+def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(
+    mosquitto, collector_factory, model
+) -> None:
     rng = np.random.default_rng(3)
     devices = ["a", "b", "c", "d"]
     seqs = rng.normal(size=(len(devices), 50, 3)).astype("float32")
@@ -141,22 +149,32 @@ def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(mosq
     assert n_bad >= 1000
     total = seqs.shape[0] * seqs.shape[1]
     assert col.wait_for(lambda: col.count("predictions/") >= total and col.count("errors/") >= n_bad, 60), (
-        col.count("predictions/"), col.count("errors/"))
+        col.count("predictions/"),
+        col.count("errors/"),
+    )
     assert col.count("errors/") == n_bad
     assert_matches_offline(by_device(col.of("predictions/")), seqs, expected, devices)
     errors = col.of("errors/")
     assert all(e["reason"] and e["topic"].startswith("sensors/") for _, e in errors)
     reasons = {e["reason"] for _, e in errors}
-    assert {"not JSON", "wrong number of values", "non-numeric value", "non-finite value",
-            "value out of float32 range", "payload too large", "bad timestamp"} <= reasons
+    assert {
+        "not JSON",
+        "wrong number of values",
+        "non-numeric value",
+        "non-finite value",
+        "value out of float32 range",
+        "payload too large",
+        "bad timestamp",
+    } <= reasons
     assert sum(svc.error_reasons.values()) == n_bad and svc.counters["readings"] == total
     assert thread.is_alive()
     stop_service(svc, thread)
     pub.loop_stop()
 
 
-def test_new_devices_beyond_the_cap_get_an_error_and_reset_restarts_a_device(mosquitto, collector_factory,
-                                                                            model) -> None:
+def test_new_devices_beyond_the_cap_get_an_error_and_reset_restarts_a_device(
+    mosquitto, collector_factory, model
+) -> None:
     svc, thread = start_service(mosquitto.url, model, max_devices=2, ttl_s=None)
     col = collector_factory(mosquitto.port, ["predictions/#", "errors/#"])
     pub = publisher(mosquitto.port)

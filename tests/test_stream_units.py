@@ -21,20 +21,35 @@ def test_json_and_senml_forms_give_the_same_reading() -> None:
     (r,) = parse(json.dumps(senml).encode(), 3)
     assert r.values == [1, 2.5, -3] and r.t == 100
     # Named order and two times in one pack → two readings, in order.
-    pack = [{"bn": "d:", "bt": 10, "n": "z", "v": 3}, {"n": "x", "v": 1}, {"n": "y", "v": 2},
-            {"n": "x", "t": 1, "v": 4}, {"n": "y", "t": 1, "v": 5}, {"n": "z", "t": 1, "v": 6}]
+    pack = [
+        {"bn": "d:", "bt": 10, "n": "z", "v": 3},
+        {"n": "x", "v": 1},
+        {"n": "y", "v": 2},
+        {"n": "x", "t": 1, "v": 4},
+        {"n": "y", "t": 1, "v": 5},
+        {"n": "z", "t": 1, "v": 6},
+    ]
     readings = parse(json.dumps(pack).encode(), 3, senml_names=["x", "y", "z"])
     assert [r.values for r in readings] == [[1, 2, 3], [4, 5, 6]] and [r.t for r in readings] == [10, 11]
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (b"nope", "not JSON"), (b'{"values": [1, 2]}', "wrong number of values"),
-    (b'{"values": [1, "2", 3]}', "non-numeric value"), (b'{"values": [1, NaN, 3]}', "non-finite value"),
-    (b'{"values": [1, -Infinity, 3]}', "non-finite value"), (b'{"values": [1, 1e300, 3]}', "value out of float32"),
-    (b'{"values": [1, false, 3]}', "non-numeric value"), (b'{"x": 1}', "missing values"),
-    (b'{"values": [1, 2, 3], "t": "now"}', "bad timestamp"), (b"1" * 70000, "payload too large"),
-    (b'[{"n": "a", "vb": true}]', "non-numeric value"), (b"[" * 5000, "not JSON"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"nope", "not JSON"),
+        (b'{"values": [1, 2]}', "wrong number of values"),
+        (b'{"values": [1, "2", 3]}', "non-numeric value"),
+        (b'{"values": [1, NaN, 3]}', "non-finite value"),
+        (b'{"values": [1, -Infinity, 3]}', "non-finite value"),
+        (b'{"values": [1, 1e300, 3]}', "value out of float32"),
+        (b'{"values": [1, false, 3]}', "non-numeric value"),
+        (b'{"x": 1}', "missing values"),
+        (b'{"values": [1, 2, 3], "t": "now"}', "bad timestamp"),
+        (b"1" * 70000, "payload too large"),
+        (b'[{"n": "a", "vb": true}]', "non-numeric value"),
+        (b"[" * 5000, "not JSON"),
+    ],
+)
 def test_bad_payloads_have_a_reason(payload: bytes, reason: str) -> None:
     with pytest.raises(PayloadError) as err:
         parse(payload, 3)
@@ -45,7 +60,9 @@ def test_state_table_slots_cap_ttl_and_reset() -> None:
     table = StateTable(state_size=2, max_devices=3, ttl_s=10, initial_capacity=1)
     slots = [table.slot(d, now=0.0) for d in "abc"]
     assert len(set(slots)) == 3 and table.slot("d", now=5.0) == FULL
-    table.commit(np.array(slots[:2]), np.ones((2, 2), np.float32), now=8.0)  # a, b seen at t=8; c idle since 0
+    table.commit(
+        np.array(slots[:2]), np.ones((2, 2), np.float32), now=8.0
+    )  # a, b seen at t=8; c idle since 0
     assert table.slot("d", now=11.0) != FULL and "c" not in table  # c evicted to make room
     assert table.remove("a") and table.slot("a", now=12.0) >= 0 and table.steps[table.slot("a", 12.0)] == 0
     assert table.evict_idle(now=100.0) and len(table) == 0

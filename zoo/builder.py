@@ -19,6 +19,8 @@ HEADS = {
     "step_classification": "softmax",
     "step_regression": "linear",
     "step_multilabel": "sigmoid",  # independent yes/no per output (e.g. which piano keys sound)
+    # Per-step log-probabilities over labels + a blank (index 0), for CTC training and decoding.
+    "ctc": "log_softmax",
 }
 
 
@@ -33,6 +35,9 @@ class Architecture:
         bidirectional: read each sequence both ways (not streamable step by step).
         dropout: dropout on each recurrent layer's inputs and before the head.
         recurrent_dropout: dropout on the recurrent state (disables the fused cuDNN kernel).
+        embedding: width of a learned token embedding in front of the stack; 0 (the default) means the
+            inputs are real-valued readings. With an embedding the inputs are token ids (0 = padding, masked,
+            which disables the fused cuDNN kernel on the GPU) and ``n_features`` is the vocabulary size.
     """
 
     cell: str = "gru"
@@ -41,6 +46,7 @@ class Architecture:
     bidirectional: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    embedding: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -49,6 +55,8 @@ class Architecture:
             raise ValueError("units and layers must be at least 1")
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.recurrent_dropout < 1.0):
             raise ValueError("dropout and recurrent_dropout must lie in [0, 1)")
+        if self.embedding < 0:
+            raise ValueError("embedding must be 0 (no embedding) or a positive width")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +78,7 @@ def build_model(
         arch: the recurrent stack.
         head: one of ``HEADS``. ``step_*`` heads emit one output per time step and are causal when
             ``arch.bidirectional`` is false; ``sequence_classification`` emits one output per sequence.
-        n_features: values per time step.
+        n_features: values per time step, or the vocabulary size when ``arch.embedding`` > 0.
         n_outputs: classes (classification) or predicted values per step (regression).
         norm_mean, norm_var: per-feature statistics of the training inputs, frozen into a ``Normalization``.
         sequence_length: fixed length, or None to accept any length (needed for streaming).
@@ -78,13 +86,18 @@ def build_model(
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}: choose one of {', '.join(HEADS)}")
-    inputs = keras.Input(shape=(sequence_length, n_features), name="readings")
-    x = keras.layers.Normalization(
-        axis=-1,
-        mean=np.asarray(norm_mean, "float32"),
-        variance=np.asarray(norm_var, "float32"),
-        name="normalize",
-    )(inputs)
+    if arch.embedding:
+        # Token ids in, right-padded with 0; the mask keeps padding out of the recurrences (both directions).
+        inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="tokens")
+        x = keras.layers.Embedding(n_features, arch.embedding, mask_zero=True, name="embed")(inputs)
+    else:
+        inputs = keras.Input(shape=(sequence_length, n_features), name="readings")
+        x = keras.layers.Normalization(
+            axis=-1,
+            mean=np.asarray(norm_mean, "float32"),
+            variance=np.asarray(norm_var, "float32"),
+            name="normalize",
+        )(inputs)
     for i in range(arch.layers):
         last = i == arch.layers - 1
         rnn = CELLS[arch.cell](

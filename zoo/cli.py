@@ -22,10 +22,20 @@ class UserError(Exception):
 def _headline(card: dict) -> str:
     """The one metric that best summarises a model, for the listing."""
     m = card.get("test_metrics", {})
+    if "bits_per_character" in m:
+        return f"{m['bits_per_character']:.3f} bits/char, perplexity {m['perplexity']:.2f}"
+    if "macro_f1" in m:
+        return f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
     if "accuracy" in m:
         return f"accuracy {m['accuracy']:.3f}"
+    if "sequence_error_rate" in m:
+        return f"sequence error {m['sequence_error_rate']:.3f}, digit error {m['digit_error_rate']:.3f}"
+    if "detection_rate" in m:
+        return f"detection {m['detection_rate']:.3f}, {m['false_alarms_per_hour']:.1f} false alarms/h"
     if "anomaly" in m and "ucr_hit" in m["anomaly"]:
         return f"MASE {m['mase']:.2f}, UCR hit {'yes' if m['anomaly']['ucr_hit'] else 'no'}"
+    if "nll_per_frame" in m:
+        return f"NLL/frame {m['nll_per_frame']:.2f}"
     return f"MASE {m['mase']:.3f}" if "mase" in m else "-"
 
 
@@ -71,7 +81,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     recorded = zoo.card(args.name)["test_metrics"]
     keys = [
         k
-        for k in ("accuracy", "balanced_accuracy", "per_step_accuracy_mean", "mae", "rmse", "mase")
+        for k in (
+            "accuracy",
+            "balanced_accuracy",
+            "per_step_accuracy_mean",
+            "mae",
+            "rmse",
+            "mase",
+            "nll_per_frame",
+            "bits_per_character",
+            "perplexity",
+            "macro_f1",
+        )
         if k in fresh
     ]
     print(f"{args.name}: test split re-measured vs card")
@@ -131,6 +152,108 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    print(zoo.transcribe(args.name, args.wav, beam_width=args.beam_width))
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    detections = zoo.listen(args.name, args.input)
+    keyword = zoo.card(args.name)["preprocessing"].get("keyword", "keyword")
+    for d in detections:
+        print(f"{d['time_s']:8.2f} s  {keyword}  (p={d['probability']:.3f})")
+    print(f"{len(detections)} detection(s) of {keyword!r} in {args.input}")
+    return 0
+
+
+def _writable(path: str, option: str) -> Path:
+    """``path`` if a file can be written there, else a UserError naming the option (checked before composing)."""
+    import os
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UserError(f"{option} {path}: cannot write there (permission denied)")
+    return p
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    from zoo.compose import count_notes, plot_roll, write_midi
+
+    if args.bars < 1:
+        raise UserError(f"--bars must be at least 1 (got {args.bars})")
+    if args.prime_bars < 1:
+        raise UserError(f"--prime-bars must be at least 1 (got {args.prime_bars})")
+    if not args.temperature > 0:
+        raise UserError(f"--temperature must be above 0 (got {args.temperature})")
+    if args.max_notes is not None and args.max_notes < 1:
+        raise UserError(f"--max-notes must be at least 1 (got {args.max_notes})")
+    out = _writable(args.out, "--out")
+    png = _writable(args.png, "--png") if args.png else None
+    card = zoo.card(args.name)
+    if card.get("kind") != "generation":
+        raise UserError(f"{args.name} is a {card.get('kind')} model, not a music generator: try chorales-gru")
+    pre = card["preprocessing"]
+    steps = args.bars * pre["steps_per_bar"]
+    roll = zoo.compose(
+        args.name,
+        steps=steps,
+        temperature=args.temperature,
+        seed=args.seed,
+        prime=args.prime,
+        prime_bars=args.prime_bars,
+        max_notes=args.max_notes,
+    )
+    primed = len(roll) - steps
+    try:
+        write_midi(roll, out, grid=pre["grid_quarter_notes"])
+        if png is not None:
+            title = f"{args.name}, seed {args.seed}, temperature {args.temperature}" + (
+                f", primed with {args.prime}" if args.prime else ""
+            )
+            plot_roll(roll, png, title, prime_frames=primed, steps_per_bar=pre["steps_per_bar"])
+    except OSError as e:
+        raise UserError(f"cannot write output: {e.strerror or e} ({e.filename or out})") from None
+    prime_text = f" after a {args.prime_bars}-bar prime from {args.prime}" if args.prime else " from silence"
+    print(
+        f"wrote {out}: {args.bars} bars ({steps} frames of {pre['grid_quarter_notes']} quarter notes){prime_text}, "
+        f"{count_notes(roll)} notes, at most {int(roll[primed:].sum(1).max())} at once, seed {args.seed}"
+    )
+    if png is not None:
+        print(f"wrote {png}: piano roll")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    text = zoo.generate(
+        args.name, args.prompt, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed
+    )
+    print(args.prompt + text)
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    texts = list(args.texts)
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise UserError(f"input file {args.input} does not exist")
+        try:
+            texts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise UserError(f"{args.input} is not UTF-8 text") from None
+    if not texts:
+        raise UserError('no text to classify: pass texts ("…") or --input FILE (one text a line)')
+    for r in zoo.classify_text(args.name, texts):
+        p = r["probabilities"][r["label"]]
+        print(f"{r['label']:<9} (p={p:.3f})  {r['text']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnzoo",
@@ -169,6 +292,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--input", required=True, help="CSV: one row per step; .npy: [steps, F] or [N, steps, F]")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("transcribe", help="print the digits spoken in a WAV file (a CTC model)")
+    p.add_argument("name")
+    p.add_argument("wav", help="WAV file, any sample rate (mono or stereo)")
+    p.add_argument("--beam-width", type=int, default=16, help="CTC beam width (0: greedy)")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("listen", help="run a keyword spotter over a WAV file as a stream; print detections")
+    p.add_argument("name")
+    p.add_argument("--input", required=True, help="WAV file, any sample rate")
+    p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("compose", help="write music with a chorale model: a MIDI file (and a PNG piano roll)")
+    p.add_argument("name", help="a generation model, e.g. chorales-gru")
+    p.add_argument("--bars", type=int, default=8, help="4/4 bars to generate (default 8)")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="> 0; lower is more conservative (default 1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same file (default 0)")
+    p.add_argument("--out", required=True, help="MIDI file to write")
+    p.add_argument("--png", help="also save a piano-roll picture here")
+    p.add_argument("--prime", metavar="BWV", help="start from the opening of this test chorale, e.g. bwv437")
+    p.add_argument("--prime-bars", type=int, default=2, help="bars of the prime to use (default 2)")
+    p.add_argument("--max-notes", type=int, help="at most this many notes at once (default: no cap)")
+    p.set_defaults(func=cmd_compose)
+
+    p = sub.add_parser("generate", help="write text with a character language model (seeded sampling)")
+    p.add_argument("name")
+    p.add_argument("--prompt", required=True, help="text to continue (characters the model knows)")
+    p.add_argument("--length", type=int, default=300, help="characters to generate (default 300)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy, <1 safer, >1 wilder")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters (0 = all)")
+    p.add_argument("--seed", type=int, help="random seed: the same seed gives the same text")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("classify", help="label texts with a text classifier (e.g. sentiment)")
+    p.add_argument("name")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", help="UTF-8 file, one text a line")
+    p.set_defaults(func=cmd_classify)
 
     try:
         from streaming.cli import register

@@ -9,6 +9,9 @@ from __future__ import annotations
 from zoo.tasks.base import Prepared, Task
 from zoo.tasks.classification import ACTIVITY, PIG_CVP
 from zoo.tasks.forecast import ABP_ANOMALY, CO2_FORECAST, ECG_ANOMALY
+from zoo.tasks.music import CHORALES
+from zoo.tasks.speech import CONNECTED_DIGITS, JAPANESE_VOWELS, KEYWORD_SPOTTING, SPOKEN_WORDS
+from zoo.tasks.text import KJV_CHARS, TWEET_SENTIMENT
 
 TASKS: dict[str, Task] = {
     "activity": ACTIVITY,
@@ -16,6 +19,13 @@ TASKS: dict[str, Task] = {
     "ecg-anomaly": ECG_ANOMALY,
     "abp-anomaly": ABP_ANOMALY,
     "co2-forecast": CO2_FORECAST,
+    "japanese-vowels": JAPANESE_VOWELS,
+    "spoken-words": SPOKEN_WORDS,
+    "keyword-spotting": KEYWORD_SPOTTING,
+    "connected-digits": CONNECTED_DIGITS,
+    "chorales": CHORALES,
+    "kjv-chars": KJV_CHARS,
+    "tweet-sentiment": TWEET_SENTIMENT,
 }
 
 __all__ = ["TASKS", "Prepared", "Task"]

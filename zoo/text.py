@@ -1,0 +1,258 @@
+"""Text helpers: tokenizers saved beside a model, step-by-step generation, and text classification.
+
+Tokenizers are plain data (a JSON asset in the model folder, its sha256 on the card), so a loaded model keeps the
+exact vocabulary it was trained with. Generation runs the language model one character at a time with explicit
+recurrent state through `streaming.step.StepModel` (numpy, exact to Keras): a generated character is fed back as
+the next reading.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+MAX_PROMPT_CHARS = 20_000
+MAX_GENERATE_CHARS = 100_000
+
+
+class CharVocab:
+    """A fixed character alphabet: character <-> id, and one-hot rows for the model's input."""
+
+    kind = "chars"
+
+    def __init__(self, chars: Sequence[str]):
+        self.chars = list(chars)
+        if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
+            raise ValueError("a character vocabulary needs distinct single characters")
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def fit(cls, text: str) -> CharVocab:
+        """Every character of ``text``, in code-point order."""
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of ``text``'s characters; a character outside the alphabet is a ValueError naming it."""
+        try:
+            return np.fromiter((self.index[c] for c in text), dtype="int32", count=len(text))
+        except KeyError:
+            unknown = sorted({c for c in text if c not in self.index})
+            shown = ", ".join(repr(c) for c in unknown[:8]) + (" …" if len(unknown) > 8 else "")
+            raise ValueError(
+                f"{len(unknown)} character(s) outside the model's alphabet: {shown} "
+                f"(it knows {len(self)}: {''.join(c for c in self.chars if c != chr(10))!r} and newline)"
+            ) from None
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def one_hot(self, ids: np.ndarray) -> np.ndarray:
+        """``ids [...]`` -> float32 ``[..., V]``: the language model's input readings."""
+        return np.eye(len(self), dtype="float32")[np.asarray(ids)]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+# URLs and @mentions carry no sentiment of their own but are everywhere in tweets: one token each keeps the
+# vocabulary for words. Hashtags split into '#' + word so "#fail" shares the embedding of "fail".
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_USER = re.compile(r"@\w+")
+# A run of symbols stays one token, so emoticons (":(", ":-)") and "!!!" keep their meaning.
+_TOKEN = re.compile(r"<url>|<user>|[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9#]+|#")
+
+
+class WordTokenizer:
+    """Lower-cased word tokens with a frequency-cut vocabulary; id 0 pads, id 1 is any unknown word.
+
+    Args:
+        tokens: the vocabulary, ids 2… in order (``<pad>`` and ``<unk>`` come first and are not listed).
+        max_length: longest token sequence accepted (longer texts are refused, not silently cut).
+    """
+
+    kind = "words"
+    PAD, UNK = 0, 1
+
+    def __init__(self, tokens: Sequence[str], max_length: int = 100):
+        self.tokens = ["<pad>", "<unk>", *tokens]
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.max_length = int(max_length)
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        """Text -> tokens: lower case, URLs -> ``<url>``, @mentions -> ``<user>``, words, symbol runs."""
+        text = _USER.sub(" <user> ", _URL.sub(" <url> ", html.unescape(text).lower()))
+        return _TOKEN.findall(text)
+
+    @classmethod
+    def fit(
+        cls, texts: Sequence[str], min_count: int = 2, max_size: int = 20_000, max_length: int = 100
+    ) -> WordTokenizer:
+        """Keep tokens seen at least ``min_count`` times in ``texts`` (most frequent first, ties A–Z)."""
+        counts = Counter(t for text in texts for t in cls.split(text))
+        kept = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
+        return cls(kept[: max_size - 2], max_length=max_length)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(t, self.UNK) for t in self.split(text)]
+
+    def encode_batch(self, texts: Sequence[str], check: bool = True) -> np.ndarray:
+        """Right-padded ids ``[N, L]`` (L = longest text); with ``check``, empty or over-long texts raise."""
+        encoded = [self.encode(t) for t in texts]
+        if check:
+            for i, (text, ids) in enumerate(zip(texts, encoded, strict=True), 1):
+                if not ids:
+                    raise ValueError(f"text {i} ({text!r}) is empty: give at least one word")
+                if len(ids) > self.max_length:
+                    raise ValueError(
+                        f"text {i} has {len(ids)} tokens; the model reads at most {self.max_length} "
+                        "(it was trained on tweets): split it into shorter texts"
+                    )
+        length = max(1, max((len(ids) for ids in encoded), default=1))
+        out = np.zeros((len(encoded), length), dtype="int32")
+        for row, ids in zip(out, encoded, strict=True):
+            ids = ids[:length]
+            row[: len(ids)] = ids
+        return out
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "max_length": self.max_length, "tokens": self.tokens[2:]}
+
+
+Tokenizer = CharVocab | WordTokenizer
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """Rebuild a tokenizer from its JSON asset."""
+    if data.get("kind") == "chars":
+        return CharVocab(data["chars"])
+    if data.get("kind") == "words":
+        return WordTokenizer(data["tokens"], max_length=data["max_length"])
+    raise ValueError(f"unknown tokenizer kind {data.get('kind')!r}")
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Generation
+
+
+def _stepper(model: object):  # noqa: ANN202 (StepModel, imported lazily)
+    """The model's numpy step engine, built once per loaded model (reading the weights costs a few ms)."""
+    from streaming.step import StepModel
+
+    cached = getattr(model, "_zoo_step_model", None)
+    if cached is None:
+        cached = StepModel.from_keras(model)
+        model._zoo_step_model = cached
+    return cached
+
+
+def next_char_distribution(probs: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
+    """Re-shape the model's next-character probabilities: sharpen/flatten by ``temperature`` and keep the
+    ``top_k`` most likely (0 keeps all). Temperature 0 puts all mass on the most likely character (greedy)."""
+    p = np.asarray(probs, dtype="float64")
+    if temperature <= 0:
+        out = np.zeros_like(p)
+        out[int(p.argmax())] = 1.0
+        return out
+    logits = np.log(np.maximum(p, 1e-300)) / temperature
+    if 0 < top_k < len(p):
+        cut = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits >= cut, logits, -np.inf)
+    logits -= logits.max()
+    out = np.exp(logits)
+    return out / out.sum()
+
+
+def validate_generation(vocab: CharVocab, prompt: str, length: int, temperature: float, top_k: int) -> None:
+    """Refuse bad requests with one clear sentence (ValueError) before any work is done."""
+    if not prompt:
+        raise ValueError(
+            "the prompt is empty: give at least one character to start from, e.g. --prompt 'And '"
+        )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,} are read")
+    if not 1 <= length <= MAX_GENERATE_CHARS:
+        raise ValueError(f"length must be between 1 and {MAX_GENERATE_CHARS:,} characters (got {length})")
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (got {temperature}); 0 means greedy")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (got {top_k}); 0 keeps every character")
+    vocab.encode(prompt)  # characters outside the alphabet raise here
+
+
+def generate_text(
+    model: object,
+    vocab: CharVocab,
+    prompt: str,
+    length: int = 300,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    return_probs: bool = False,
+) -> str | tuple[str, np.ndarray]:
+    """Continue ``prompt`` by ``length`` characters, one step at a time with explicit recurrent state.
+
+    The prompt is read first (one step per character, from zero state); each sampled character is then fed
+    back as the next input. The same ``seed`` gives the same text. With ``return_probs`` the model's
+    next-character probabilities at every step (``[len(prompt) + length - 1, V]``) come back too, for checks
+    against the Keras model run on the whole sequence.
+    """
+    validate_generation(vocab, prompt, length, temperature, top_k)
+    stepper = _stepper(model)
+    rng = np.random.default_rng(seed)
+    eye = np.eye(len(vocab), dtype="float32")
+    state = stepper.initial_state(1)
+    probs_seen: list[np.ndarray] = []
+    for i in vocab.encode(prompt):
+        y, state = stepper.step(eye[i][None], state)
+        probs_seen.append(y[0])
+    out: list[int] = []
+    for n in range(length):
+        p = next_char_distribution(probs_seen[-1], temperature, top_k)
+        c = int(rng.choice(len(p), p=p)) if temperature > 0 else int(p.argmax())
+        out.append(c)
+        if n < length - 1:  # the last character needs no further step
+            y, state = stepper.step(eye[c][None], state)
+            probs_seen.append(y[0])
+    text = vocab.decode(out)
+    return (text, np.stack(probs_seen)) if return_probs else text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Classification
+
+
+def classify(
+    model: object, tokenizer: WordTokenizer, class_names: Sequence[str], texts: Sequence[str]
+) -> list[dict]:
+    """Label each text: ``[{"text", "label", "probabilities": {class: p}}]``; bad texts raise ValueError."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise ValueError("no text given: pass at least one text to classify")
+    ids = tokenizer.encode_batch(list(texts))
+    probs = np.asarray(model.predict(ids, verbose=0), dtype="float64")
+    return [
+        {
+            "text": text,
+            "label": class_names[int(p.argmax())],
+            "probabilities": {c: round(float(q), 4) for c, q in zip(class_names, p, strict=True)},
+        }
+        for text, p in zip(texts, probs, strict=True)
+    ]
