@@ -93,3 +93,44 @@ def test_unusable_audio_is_one_clear_line(tmp_path: Path, case: str, message: st
     with pytest.raises(AudioError, match=message) as err:
         read_wav(_bad_files(tmp_path)[case])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("colour", "exponent"), [("white", 0.0), ("pink", 1.0), ("brown", 2.0)])
+def test_coloured_noise_has_unit_variance_and_its_slope(colour: str, exponent: float) -> None:
+    from zoo.data.speech import NOISE_COLOURS, coloured_noise
+
+    assert NOISE_COLOURS[colour] == exponent
+    noise = coloured_noise(2**16, exponent, np.random.default_rng(0))
+    assert noise.std() == pytest.approx(1.0, abs=1e-3)
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    f = np.fft.rfftfreq(len(noise))
+    low, high = power[(f > 0.01) & (f < 0.02)].mean(), power[(f > 0.2) & (f < 0.4)].mean()
+    ratio = np.log10(low / high) / np.log10(0.3 / 0.015)  # fitted spectral exponent
+    assert ratio == pytest.approx(exponent, abs=0.15)
+
+
+def test_feature_domain_noise_matches_waveform_noise_at_the_same_snr() -> None:
+    """`augment_features` adds white noise to log-mel clips as `add_noise` would to the waveform."""
+    from zoo.data import speech
+
+    front = FrontEnd()
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.2 * 16000)) / 16000
+    wave = np.where((t > 0.2) & (t < 0.8), 0.3 * np.sin(2 * np.pi * (300 + 800 * t) * t), 0.0).astype(
+        "float32"
+    )
+    clean = front(wave)
+    real = front(speech.add_noise(wave, 10.0, rng))
+    speech_frames = np.array([front.n_frames(int(0.6 * 16000))])
+    white = {"white": 0.0}
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(speech, "NOISE_COLOURS", white)
+        aug = speech.augment_features(
+            clean[None], speech_frames, front, rng, snr_db=(10, 10), gain_db=0, time_mask=0, freq_mask=0
+        )[0]
+    assert aug.shape == clean.shape and aug.dtype == clean.dtype
+    # Same noise floor (within 1.5 dB) where there is no speech, and the same clip on average.
+    assert abs(aug[:5].mean() - real[:5].mean()) < np.log(10**0.15)
+    assert abs(aug.mean() - real.mean()) < 0.2
+    masked = speech.augment_features(clean[None], speech_frames, front, rng, fill=np.zeros(40, "float32"))[0]
+    assert np.isfinite(masked).all()

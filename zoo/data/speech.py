@@ -197,6 +197,74 @@ def cached(name: str, config: dict, build: Callable[[], dict[str, np.ndarray]]) 
     return arrays
 
 
+NOISE_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f**exponent
+
+
+def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise of ``n`` samples whose power spectrum falls as ``1 / f**exponent``."""
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1]
+    noise = np.fft.irfft(spectrum / f ** (exponent / 2), n=n)
+    return (noise / noise.std()).astype("float32")
+
+
+def augment_features(
+    x: np.ndarray,
+    frames: np.ndarray,
+    front: FrontEnd,
+    rng: np.random.Generator,
+    snr_db: tuple[float, float] = (0.0, 20.0),
+    gain_db: float = 6.0,
+    time_mask: int = 6,
+    freq_mask: int = 5,
+    fill: np.ndarray | None = None,
+) -> np.ndarray:
+    """Randomised copies of log-mel clips ``x`` ``[N, T, F]``: extra noise, gain and SpecAugment masks.
+
+    Noise is added where it adds, in the mel power domain: ``log(exp(x) + noise)``, with ``noise`` the mel
+    energies of a real white, pink or brown noise waveform passed through ``front`` (so it carries the
+    periodogram's fluctuation), scaled to an SNR drawn uniformly from ``snr_db`` against the clip's speech
+    power, as `add_noise` does on waveforms: the mean power of its ``frames`` loudest frames, read back from
+    the mel energies through band weights that make the filters sum to one on every frequency bin (so it is
+    the power between ``fmin`` and ``fmax``). Then a random gain of +-``gain_db`` dB, one time mask of up to
+    ``time_mask`` frames and one band mask of up to ``freq_mask`` mel bands (filled with ``fill``, per band,
+    e.g. the training mean; default the clip's mean).
+    """
+    from zoo.audio import LOG_FLOOR
+
+    n, t, f = x.shape
+    length = front.win_length + (t - 1) * front.hop
+    colours = list(NOISE_COLOURS.values())
+    # Band weights with weights @ filters = 1 on the bins between fmin and fmax: mel energy -> frame power.
+    mel = front._mel
+    bins = np.fft.rfftfreq(front.n_fft, 1 / front.sample_rate)
+    inside = (bins >= front.fmin) & (bins <= (front.fmax or front.sample_rate / 2))
+    weights = np.linalg.lstsq(mel.T, inside.astype("float64"), rcond=None)[0]
+    # Frame power of unit-variance white noise: the reference that turns frame power into signal power.
+    white = float((np.exp(front(coloured_noise(length, 0.0, rng))) @ weights).mean())
+    out = np.empty_like(x)
+    for i in range(n):
+        energy = np.maximum(np.exp(x[i].astype("float64")) - LOG_FLOOR, 0.0)
+        total = energy @ weights
+        loud = np.sort(total)[-max(1, int(frames[i])) :]
+        power = float(loud.mean()) / white
+        snr = rng.uniform(*snr_db)
+        noise = np.exp(front(coloured_noise(length, colours[int(rng.integers(len(colours)))], rng)))
+        energy = energy + (noise - LOG_FLOOR) * power / 10 ** (snr / 10)
+        energy *= 10 ** (rng.uniform(-gain_db, gain_db) / 10)
+        clip = np.log(energy + LOG_FLOOR).astype("float32")
+        band_fill = clip.mean(0) if fill is None else np.asarray(fill, "float32")
+        width = int(rng.integers(0, time_mask + 1))
+        start = int(rng.integers(0, t - width + 1))
+        clip[start : start + width] = band_fill
+        width = int(rng.integers(0, freq_mask + 1))
+        start = int(rng.integers(0, f - width + 1))
+        clip[:, start : start + width] = band_fill[start : start + width]
+        out[i] = clip
+    return out
+
+
 def fit_canvas(wave: np.ndarray, length: int, rng: np.random.Generator, max_offset: int) -> np.ndarray:
     """Place ``wave`` at a random offset (0..max_offset samples) in ``length`` samples of silence."""
     out = np.zeros(length, dtype="float32")

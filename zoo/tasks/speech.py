@@ -73,10 +73,14 @@ class SpokenWordTask:
     Args:
         front: the audio front end (its parameters go on the card).
         renditions: how many times each voice variant says each word.
+        augment_copies: randomised copies of every training clip added to the training split only
+            (`speech.augment_features`: white/pink/brown noise, gain, time and band masks; validation and test
+            clips are never augmented).
     """
 
     front: FrontEnd = field(default_factory=FrontEnd)
     renditions: int = 3
+    augment_copies: int = 1
     kind: str = "classification"
     heads: tuple[str, ...] = ("sequence_classification",)
 
@@ -92,9 +96,32 @@ class SpokenWordTask:
         d = self.data()
         tr, va = d["split"] == 0, d["split"] == 1
         mean, var = feature_stats(d["x"][tr])
+        x_train, y_train = d["x"][tr], d["y"][tr]
+        rng = np.random.default_rng([seed, 6])
+        extra = [
+            speech.augment_features(d["x"][tr], d["frames"][tr], self.front, rng, fill=mean)
+            for _ in range(self.augment_copies)
+        ]
+        x_train = np.concatenate([x_train, *extra])
+        y_train = np.concatenate([y_train] * (1 + self.augment_copies))
+        preprocessing = {
+            "class_names": speech.WORDS,
+            "n_features": int(d["x"].shape[2]),
+            "sequence_length": int(d["x"].shape[1]),
+            "features": self.front.to_dict(),
+            "clip_seconds": 1.2,
+            "normalization": _normalization(mean, var),
+        }
+        if self.augment_copies:
+            preprocessing["training_augmentation"] = {
+                "copies_per_training_clip": self.augment_copies,
+                "how": "speech.augment_features: white/pink/brown noise added in the mel power domain at "
+                "0-20 dB SNR, gain +-6 dB, one time mask <= 6 frames, one band mask <= 5 bands "
+                "(filled with the training mean); training split only",
+            }
         return Prepared(
-            x_train=d["x"][tr],
-            y_train=d["y"][tr],
+            x_train=x_train,
+            y_train=y_train,
             x_val=d["x"][va],
             y_val=d["y"][va],
             n_outputs=len(speech.WORDS),
@@ -102,14 +129,7 @@ class SpokenWordTask:
             norm_var=var,
             dataset=_synth_dataset_card("isolated words (10 digits + 10 commands)", self.front),
             split=_split_card(d["split"], "by voice variant: train, validation and test voices are disjoint"),
-            preprocessing={
-                "class_names": speech.WORDS,
-                "n_features": int(d["x"].shape[2]),
-                "sequence_length": int(d["x"].shape[1]),
-                "features": self.front.to_dict(),
-                "clip_seconds": 1.2,
-                "normalization": _normalization(mean, var),
-            },
+            preprocessing=preprocessing,
         )
 
     def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
