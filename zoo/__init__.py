@@ -39,6 +39,7 @@ _import_keras_quietly()
 from zoo import cards  # noqa: E402
 from zoo.compose import compose  # noqa: E402
 from zoo.registry import REGISTRY, UnknownModelError, get_spec  # noqa: E402
+from zoo.translate import translate  # noqa: E402  (same reason as compose: a function named like its module)
 
 if TYPE_CHECKING:
     import keras
@@ -56,6 +57,7 @@ __all__ = [
     "listen",
     "generate",
     "classify_text",
+    "translate",
     "UnknownModelError",
 ]
 

@@ -22,6 +22,8 @@ class UserError(Exception):
 def _headline(card: dict) -> str:
     """The one metric that best summarises a model, for the listing."""
     m = card.get("test_metrics", {})
+    if "bleu" in m:
+        return f"BLEU {m['bleu']:.1f}, chrF {m['chrf']:.1f} (greedy)"
     if "bits_per_character" in m:
         return f"{m['bits_per_character']:.3f} bits/char, perplexity {m['perplexity']:.2f}"
     if "macro_f1" in m:
@@ -92,6 +94,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "bits_per_character",
             "perplexity",
             "macro_f1",
+            "bleu",
+            "chrf",
+            "exact_match",
         )
         if k in fresh
     ]
@@ -254,6 +259,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    if not args.sentences:
+        raise UserError('no sentence to translate: pass one or more sentences ("…")')
+    if args.beam < 1:
+        raise UserError(f"--beam must be at least 1 (got {args.beam})")
+    for out in zoo.translate(args.name, args.sentences, beam=args.beam):
+        print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnzoo",
@@ -332,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", help="UTF-8 file, one text a line")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser(
+        "translate", help="translate English sentences (e.g. translate-en-fr-gru); one per line out"
+    )
+    p.add_argument("name")
+    p.add_argument("sentences", nargs="*", help="English sentences (software-message style)")
+    p.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy)")
+    p.set_defaults(func=cmd_translate)
 
     try:
         from streaming.cli import register

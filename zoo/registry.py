@@ -200,6 +200,18 @@ _SPECS += [
     _sentiment("simple"),
 ]
 
+# NLP (issue 4): English -> French translation of software messages (attention encoder-decoder).
+_SPECS += [
+    ModelSpec(
+        name="translate-en-fr-gru",
+        task="translate-en-fr",
+        head="seq2seq",
+        arch=Architecture(cell="gru", units=128, layers=1, bidirectional=True, dropout=0.1, embedding=128),
+        recipe=Recipe(epochs=5, batch_size=64, learning_rate=2e-3, patience=2),
+        summary="NLP: English -> French software messages, BiGRU encoder + GRU decoder with attention; beam search",
+    ),
+]
+
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
 

@@ -38,6 +38,8 @@ LOSSES = {
     # CTC over the whole output sequence; labels [N, L] are 1-based and 0-padded (0 is the blank).
     # No per-batch metric: error rates need decoding, which the task does after training.
     "ctc": (keras.losses.ctc, None),
+    # Encoder-decoder: next target token at every decoder step (teacher forcing); padding masked.
+    "seq2seq": ("sparse_categorical_crossentropy", "accuracy"),
 }
 
 
@@ -64,15 +66,19 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
 
     ``verbose``: 0 silent, 1 one progress bar over epochs, 2 Keras' line per epoch (logs)."""
     keras.utils.set_random_seed(spec.recipe.seed)
-    model = build_model(
-        spec.arch,
-        spec.head,
-        n_features=prepared.vocab_size if spec.arch.embedding else prepared.x_train.shape[-1],
-        n_outputs=prepared.n_outputs,
-        norm_mean=prepared.norm_mean,
-        norm_var=prepared.norm_var,
-        name=spec.name.replace("-", "_"),
-    )
+    task = TASKS[spec.task]
+    if hasattr(task, "build_model"):  # a task whose model is not a recurrent chain (e.g. encoder-decoder)
+        model = task.build_model(spec, prepared)
+    else:
+        model = build_model(
+            spec.arch,
+            spec.head,
+            n_features=prepared.vocab_size if spec.arch.embedding else prepared.x_train.shape[-1],
+            n_outputs=prepared.n_outputs,
+            norm_mean=prepared.norm_mean,
+            norm_var=prepared.norm_var,
+            name=spec.name.replace("-", "_"),
+        )
     regression = spec.head == "step_regression"
     optimizer = keras.optimizers.get(
         {"class_name": spec.recipe.optimizer, "config": {"learning_rate": spec.recipe.learning_rate}}
@@ -88,12 +94,15 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     if regression:  # fit standardised targets; the scale is folded back into the head below
         y_train = (y_train - prepared.target_mean) / prepared.target_std
         y_val = (y_val - prepared.target_mean) / prepared.target_std
+    # A task may hand over batches itself (a keras.utils.PyDataset of (inputs, targets), y_* None), e.g.
+    # sequences bucketed by length so little of each batch is padding.
+    batched = y_train is None
     history = model.fit(
         prepared.x_train,
         y_train,
-        validation_data=(prepared.x_val, y_val),
+        validation_data=prepared.x_val if batched else (prepared.x_val, y_val),
         epochs=spec.recipe.epochs,
-        batch_size=spec.recipe.batch_size,
+        batch_size=None if batched else spec.recipe.batch_size,
         shuffle=True,
         callbacks=[stop, EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else [stop],
         verbose=0 if verbose == 1 else verbose,
@@ -189,7 +198,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
                 model, task.test_data()[0], task.valid_steps() if hasattr(task, "valid_steps") else None
             ),
         }
-        if is_causal(model)
+        if is_causal(model) and getattr(task, "streamable", True)
         else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
         "dataset": prepared.dataset,
         "split": prepared.split,
