@@ -162,6 +162,11 @@ def role_relay(port: int, batch: int, n_outputs: int, class_names: list[str] | N
     pending: list[dict] = []
     last_flush = [time.monotonic()]
 
+    def flush() -> None:
+        client.publish("predictions/_batch/relay", json.dumps({"model": "relay", "predictions": pending}))
+        pending.clear()
+        last_flush[0] = time.monotonic()
+
     def on_message(c, u, msg) -> None:
         data = json.loads(msg.payload)
         out = dict(template, t=data.get("t"))
@@ -171,9 +176,7 @@ def role_relay(port: int, batch: int, n_outputs: int, class_names: list[str] | N
         out["device"] = msg.topic.split("/")[1]
         pending.append(out)
         if len(pending) >= batch:
-            c.publish("predictions/_batch/relay", json.dumps({"model": "relay", "predictions": pending}))
-            pending.clear()
-            last_flush[0] = time.monotonic()
+            flush()
 
     client.on_message = on_message
     client.on_connect = lambda c, u, f, r, p: (
@@ -187,9 +190,7 @@ def role_relay(port: int, batch: int, n_outputs: int, class_names: list[str] | N
         if client.loop(0.01) != 0 and client.socket() is None:
             break
         if pending and time.monotonic() - last_flush[0] > 0.005:
-            client.publish("predictions/_batch/relay", json.dumps({"model": "relay", "predictions": pending}))
-            pending.clear()
-            last_flush[0] = time.monotonic()
+            flush()
 
 
 def stateful_copy(model):
