@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 import zoo
 from zoo import cards
@@ -33,3 +34,24 @@ def test_forecaster_head_emits_raw_units(tmp_path) -> None:
     # Weekly CO2 changes by about ±1 ppm: raw-unit forecasts of the difference stay on that scale.
     assert np.abs(pred).max() < 10 and card["test_metrics"]["mase"] > 0
     assert (tmp_path / "co2-forecast-gru" / "test_plot.png").is_file()
+
+
+def test_refit_trains_a_fresh_model_on_train_plus_validation(tmp_path) -> None:
+    """The validation run picks the epoch count; the shipped model is then fitted on all training data."""
+    card = zoo.train(
+        "activity-gru-causal", out=tmp_path, verbose=0, units=4, layers=1, epochs=3, patience=1, refit=True
+    )
+    history = json.loads((tmp_path / "activity-gru-causal" / "history.json").read_text())
+    assert len(history["refit_loss"]) == history["best_epoch"] == card["recipe"]["best_epoch"]
+    assert card["recipe"]["refit"] is True and "training + validation" in card["recipe"]["refit_on"]
+    assert card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
+
+
+def test_balanced_class_weights_make_every_class_count_equally() -> None:
+    from zoo.training import class_weights
+
+    y = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    w = class_weights(y, 4)
+    assert [w[c] * (y == c).sum() for c in range(3)] == [10 / 4] * 3 and w[3] == 1.0
+    with pytest.raises(ValueError, match="one integer label per sequence"):
+        class_weights(np.zeros((3, 5), "int64"), 2)

@@ -26,6 +26,17 @@ class Recipe:
     # What early stopping watches on the validation split: "val_loss", or "val_accuracy" where a tiny
     # validation set makes its loss rise while accuracy still improves.
     monitor: str = "val_loss"
+    # "balanced" weighs each class's loss by n / (classes * count) so a minority class counts as much as a
+    # majority one (helps macro-F1 and stops a skewed prior from swallowing the rare class); None: unweighted.
+    class_weight: str | None = None
+    # Where data is very scarce (e.g. 2 series per class), holding out a validation split costs the final model
+    # real training data: with ``refit`` the validation run only chooses the epoch count, then a fresh model
+    # (same seed) is trained on training + validation data for that many epochs and shipped.
+    refit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', not {self.class_weight!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,7 +64,48 @@ class EpochBar(keras.callbacks.Callback):
 def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Model, dict]:
     """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history.
 
+    With ``spec.recipe.refit`` the returned model is a fresh one trained on training + validation data for the
+    best epoch count of the validation run (history key ``refit_loss``).
     ``verbose``: 0 silent, 1 one progress bar over epochs, 2 Keras' line per epoch (logs)."""
+    regression = spec.head == "step_regression"
+    y_train, y_val = prepared.y_train, prepared.y_val
+    if regression:  # fit standardised targets; the scale is folded back into the head below
+        y_train = (y_train - prepared.target_mean) / prepared.target_std
+        y_val = (y_val - prepared.target_mean) / prepared.target_std
+    # A task may hand over batches itself (a keras.utils.PyDataset of (inputs, targets), y_* None), e.g.
+    # sequences bucketed by length so little of each batch is padding.
+    batched = y_train is None
+    if spec.recipe.refit and batched:
+        raise ValueError(f"{spec.task}: refit needs arrays, not a task's own batches")
+    model = _compiled_model(spec, prepared)
+    stop = keras.callbacks.EarlyStopping(
+        monitor=spec.recipe.monitor, patience=spec.recipe.patience, restore_best_weights=True, verbose=0
+    )
+    history = model.fit(
+        prepared.x_train,
+        y_train,
+        validation_data=prepared.x_val if batched else (prepared.x_val, y_val),
+        epochs=spec.recipe.epochs,
+        batch_size=None if batched else spec.recipe.batch_size,
+        shuffle=True,
+        class_weight=class_weights(y_train, prepared.n_outputs) if spec.recipe.class_weight else None,
+        callbacks=[stop, EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else [stop],
+        verbose=0 if verbose == 1 else verbose,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    watched = np.asarray(hist[spec.recipe.monitor])
+    # The epoch whose weights were restored (EarlyStopping maximises accuracies and minimises losses).
+    hist["best_epoch"] = int(np.argmax(watched) if "acc" in spec.recipe.monitor else np.argmin(watched)) + 1
+    if spec.recipe.refit:
+        model, hist["refit_loss"] = _refit(spec, prepared, hist["best_epoch"], verbose)
+    if regression:
+        _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
+    return model, hist
+
+
+def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
+    """A freshly initialised (seeded) model for ``spec``, compiled with the recipe's optimizer and the head's
+    loss — per-step heads average the loss over every time step of every sequence."""
     keras.utils.set_random_seed(spec.recipe.seed)
     task = TASKS[spec.task]
     if hasattr(task, "build_model"):  # a task whose model is not a recurrent chain (e.g. encoder-decoder)
@@ -79,41 +120,46 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
             norm_var=prepared.norm_var,
             name=spec.name.replace("-", "_"),
         )
-    regression = spec.head == "step_regression"
     optimizer = keras.optimizers.get(
         {"class_name": spec.recipe.optimizer, "config": {"learning_rate": spec.recipe.learning_rate}}
     )
     optimizer.clipnorm = spec.recipe.clipnorm
-    # Per-step heads: the loss is averaged over every time step of every sequence.
     loss, metric = LOSSES[spec.head]
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric] if metric else [])
-    stop = keras.callbacks.EarlyStopping(
-        monitor=spec.recipe.monitor, patience=spec.recipe.patience, restore_best_weights=True, verbose=0
-    )
-    y_train, y_val = prepared.y_train, prepared.y_val
-    if regression:  # fit standardised targets; the scale is folded back into the head below
-        y_train = (y_train - prepared.target_mean) / prepared.target_std
-        y_val = (y_val - prepared.target_mean) / prepared.target_std
-    # A task may hand over batches itself (a keras.utils.PyDataset of (inputs, targets), y_* None), e.g.
-    # sequences bucketed by length so little of each batch is padding.
-    batched = y_train is None
+    return model
+
+
+def _refit(spec: ModelSpec, prepared: Prepared, epochs: int, verbose: int) -> tuple[keras.Model, list[float]]:
+    """Train a fresh model on training + validation data for ``epochs`` epochs (no early stopping: nothing is
+    held out any more); return it and its training loss per epoch."""
+    if prepared.x_refit is not None:
+        x, y = prepared.x_refit, prepared.y_refit
+    else:
+        x = np.concatenate([prepared.x_train, prepared.x_val])
+        y = np.concatenate([prepared.y_train, prepared.y_val])
+    if spec.head == "step_regression":
+        y = (y - prepared.target_mean) / prepared.target_std
+    model = _compiled_model(spec, prepared)
     history = model.fit(
-        prepared.x_train,
-        y_train,
-        validation_data=prepared.x_val if batched else (prepared.x_val, y_val),
-        epochs=spec.recipe.epochs,
-        batch_size=None if batched else spec.recipe.batch_size,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=spec.recipe.batch_size,
         shuffle=True,
-        callbacks=[stop, EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else [stop],
+        class_weight=class_weights(y, prepared.n_outputs) if spec.recipe.class_weight else None,
+        callbacks=[EpochBar(epochs, f"{spec.name} refit")] if verbose == 1 else [],
         verbose=0 if verbose == 1 else verbose,
     )
-    if regression:
-        _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    watched = np.asarray(hist[spec.recipe.monitor])
-    # The epoch whose weights were restored (EarlyStopping maximises accuracies and minimises losses).
-    hist["best_epoch"] = int(np.argmax(watched) if "acc" in spec.recipe.monitor else np.argmin(watched)) + 1
-    return model, hist
+    return model, [float(v) for v in history.history["loss"]]
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Balanced class weights ``n / (classes * count)`` from integer labels (classes absent get weight 1)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError("class_weight needs one integer label per sequence (a sequence_classification head)")
+    counts = np.bincount(y, minlength=n_classes)
+    return {c: float(len(y) / (n_classes * k)) if k else 1.0 for c, k in enumerate(counts)}
 
 
 def _fold_target_scale(head: keras.layers.Dense, mean: float, std: float) -> None:
@@ -149,6 +195,8 @@ def plot_history(history: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(history["loss"], label="train")
     ax.plot(history["val_loss"], label="validation")
+    if "refit_loss" in history:
+        ax.plot(history["refit_loss"], ls=":", label="refit on train + validation")
     ax.axvline(
         history["best_epoch"] - 1, color="grey", ls="--", lw=1, label=f"best epoch {history['best_epoch']}"
     )
@@ -210,6 +258,14 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
             "epochs_run": len(history["loss"]),
             "best_epoch": history["best_epoch"],
             "early_stopping": f"{spec.recipe.monitor}, patience {spec.recipe.patience}, best weights restored",
+            **(
+                {
+                    "refit_on": f"training + validation data ({len(history['refit_loss'])} epochs, the validation "
+                    "run's best): the shipped model never saw the test split, and no data was held out from it"
+                }
+                if spec.recipe.refit
+                else {}
+            ),
             "backend": keras.backend.backend(),
             "device": device_name(),
             "wall_time_s": round(wall, 1),

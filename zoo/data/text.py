@@ -90,3 +90,21 @@ def tweets() -> tuple[list[str], list[str]]:
         texts.append(text)
         labels.append(row["sentiment"].strip())
     return texts, labels
+
+
+VADER = {
+    "name": "VADER sentiment lexicon",
+    "origin": "PyPI vaderSentiment 3.3.2 file vaderSentiment/vader_lexicon.txt (Hutto & Gilbert, ICWSM 2014)",
+    "licence": "MIT",
+    "what": "7,500 English words, emoticons and slang, each rated -4..+4 by 10 human raters (mean kept)",
+}
+
+
+def vader_lexicon() -> dict[str, float]:
+    """Token -> mean human valence rating in [-4, 4] (emoticons and slang included)."""
+    path = package_file("vaderSentiment", "vader_lexicon.txt")
+    lexicon: dict[str, float] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        token, mean, *_ = line.split("\t")
+        lexicon[token] = float(mean)
+    return lexicon

@@ -35,6 +35,10 @@ class Prepared:
     # Files written beside the model (file name -> JSON content, e.g. a tokenizer's vocabulary); the card
     # lists each with its sha256, and `zoo.load` verifies them.
     assets: dict = field(default_factory=dict)
+    # Training + validation data for a `Recipe.refit` final fit, when the task prepares it itself (e.g. with the
+    # validation series augmented like the training ones); None: the two splits concatenated.
+    x_refit: np.ndarray | None = None
+    y_refit: np.ndarray | None = None
 
 
 class Task(Protocol):

@@ -93,6 +93,10 @@ class ClassificationTask:
             x_tr, x_va, y_tr, y_va = raw[keep], raw[val], y[keep], y[val]
             how = "one series from each of randomly chosen classes, so every class keeps training data"
         n_train = len(x_tr)
+        # For a `Recipe.refit` final fit: all training series, augmented the same way.
+        x_all, y_all = circular_shifts(
+            np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va]), self.augment_shifts, seed=seed
+        )
         x_tr, y_tr = circular_shifts(x_tr, y_tr, self.augment_shifts, seed=seed)
         x_tr, x_va = self._transform(x_tr), self._transform(x_va)
         mean, var = feature_stats(x_tr)
@@ -108,6 +112,8 @@ class ClassificationTask:
             x_val=x_va,
             y_val=shape(y_va),
             n_outputs=len(names),
+            x_refit=self._transform(x_all),
+            y_refit=shape(y_all),
             norm_mean=mean,
             norm_var=var,
             dataset=self.dataset,
