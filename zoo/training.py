@@ -185,6 +185,17 @@ def streaming_parity(model: keras.Model, x: np.ndarray, valid: np.ndarray | None
     return float((diff if valid is None else diff[valid]).max())
 
 
+def save_for_inference(model: keras.Model, path: Path) -> None:
+    """Save ``model`` without its optimizer state (Adam's two moments would triple the file; the zoo loads
+    models uncompiled). Round-tripping through an uncompiled ``safe_mode`` load also proves the file loads."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / path.name
+        model.save(staged)
+        keras.models.load_model(staged, safe_mode=True, compile=False).save(path)
+
+
 def plot_history(history: dict, path: Path, title: str) -> None:
     """Learning curve: training and validation loss per epoch, best epoch marked."""
     import matplotlib
@@ -228,7 +239,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
     start = time.perf_counter()
     model, history = fit(spec, prepared, verbose=verbose)
     wall = time.perf_counter() - start
-    model.save(folder / cards.MODEL_FILE)
+    save_for_inference(model, folder / cards.MODEL_FILE)
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_history(history, folder / "learning_curve.png", spec.name)
     extra = task.plot(model, folder / "test_plot.png") if hasattr(task, "plot") else None
