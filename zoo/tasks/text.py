@@ -27,7 +27,8 @@ from zoo.tasks.base import Prepared
 from zoo.text import CharVocab, WordTokenizer
 
 TOKENIZER_FILE = "vocab.json"
-_SPLITS: dict[tuple[int, int], dict] = {}
+_SPLITS: dict[int, dict] = {}
+SPLIT_SEED = 0  # the sentiment corpus's one train/validation/test split
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -244,6 +245,8 @@ class TextClassificationTask:
             in the corpus still carry their polarity. Validation and test data are never augmented.
         lexicon_dataset: card description of the lexicon.
         lexicon_min_abs: the smallest |valence| a lexicon word needs to be used.
+        word_dropout_copies: extra copies of the training set in which each word is replaced by ``<unk>`` with
+            probability ``word_dropout``, so the model cannot lean on a few words and must weigh them all.
     """
 
     loader: Callable[[], tuple[list[str], list[str]]]
@@ -255,13 +258,17 @@ class TextClassificationTask:
     lexicon: Callable[[], dict[str, float]] | None = None
     lexicon_dataset: dict | None = None
     lexicon_min_abs: float = 1.5
+    word_dropout_copies: int = 0
+    word_dropout: float = 0.2
     kind: str = "text-classification"
     heads: tuple[str, ...] = ("sequence_classification",)
 
-    def _split(self, seed: int) -> dict:
-        key = (id(self), seed)
+    def _split(self) -> dict:
+        # One fixed split (seed SPLIT_SEED) whatever the training seed, so the test tweets never move and a
+        # model trained with another seed is still scored on data it never saw, with its own vocabulary.
+        key = id(self)
         if key not in _SPLITS:  # tokenizing 37k tweets takes a second: once per process
-            _SPLITS[key] = self._make_split(seed)
+            _SPLITS[key] = self._make_split(SPLIT_SEED)
         return _SPLITS[key]
 
     def _make_split(self, seed: int) -> dict:
@@ -298,17 +305,17 @@ class TextClassificationTask:
             if abs(valence) >= self.lexicon_min_abs and WordTokenizer.split(token) == [token]
         ]
 
-    def test_texts(self, seed: int = 0) -> tuple[list[str], np.ndarray]:
-        return self._split(seed)["test"]
+    def test_texts(self) -> tuple[list[str], np.ndarray]:
+        return self._split()["test"]
 
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
         """Test tweets as right-padded token ids ``[N, L]`` and their class ids."""
-        s = self._split(0)
+        s = self._split()
         texts, y = s["test"]
         return s["tokenizer"].encode_batch(texts, check=False), y
 
     def prepare(self, seed: int, head: str) -> Prepared:
-        s = self._split(seed)
+        s = self._split()
         tok: WordTokenizer = s["tokenizer"]
         (t_tr, y_tr), (t_va, y_va), (t_te, _) = s["train"], s["val"], s["test"]
         n_tweets = len(t_tr)
@@ -317,6 +324,7 @@ class TextClassificationTask:
             t_tr = t_tr + [w for w, _ in s["lexicon"]]
             y_tr = np.concatenate([y_tr, [c for _, c in s["lexicon"]]])
         x_tr, x_va = tok.encode_batch(t_tr, check=False), tok.encode_batch(t_va, check=False)
+        x_tr, y_tr = word_dropout_copies(x_tr, y_tr, self.word_dropout_copies, self.word_dropout, seed)
         return Prepared(
             x_train=x_tr,
             y_train=y_tr,
@@ -329,7 +337,7 @@ class TextClassificationTask:
             dataset=self.dataset | ({"lexicon": self.lexicon_dataset} if s["lexicon"] else {}),
             split={
                 "how": f"stratified random 80/10/10 train/validation/test split of the de-duplicated tweets "
-                f"(seed {seed})",
+                f"(seed {SPLIT_SEED}, whatever the training seed)",
                 "train": n_tweets,
                 **({"train_lexicon_words": len(s["lexicon"])} if s["lexicon"] else {}),
                 "validation": len(t_va),
@@ -362,7 +370,7 @@ class TextClassificationTask:
         )
 
     def evaluate(self, model: keras.Model, prepared: Prepared | None, head: str) -> dict:
-        s = self._split(0)
+        s = self._split()
         texts, y = s["test"]
         # A loaded model reads the test tweets with its own shipped vocabulary.
         tok = getattr(model, "tokenizer", None) or s["tokenizer"]
@@ -389,7 +397,7 @@ class TextClassificationTask:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        s = self._split(0)
+        s = self._split()
         (t_tr, y_tr), (t_va, y_va), (t_te, y_te) = s["train"], s["val"], s["test"]
         majority = int(np.bincount(y_tr).argmax())
         # The linear model gets the same training examples as the recurrent one (lexicon words included).
@@ -426,6 +434,18 @@ class TextClassificationTask:
                 "validation accuracy",
             },
         }
+
+
+def word_dropout_copies(
+    x: np.ndarray, y: np.ndarray, copies: int, rate: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The token matrix ``x`` followed by ``copies`` copies with each real token set to ``<unk>`` with
+    probability ``rate`` (padding stays padding); labels repeated."""
+    if copies <= 0:
+        return x, y
+    rng = np.random.default_rng(seed)
+    noisy = [np.where((x > 0) & (rng.random(x.shape) < rate), WordTokenizer.UNK, x) for _ in range(copies)]
+    return np.concatenate([x, *noisy]), np.concatenate([y] * (copies + 1))
 
 
 def _unknown_rate(ids: np.ndarray) -> float:
