@@ -114,3 +114,25 @@ def test_cli_classify_refuses_an_empty_text_in_one_line() -> None:
     assert [line for line in done.stderr.splitlines() if line.startswith("rnnzoo: error:")] == [
         "rnnzoo: error: text 2 ('  ') is empty: give at least one word"
     ]
+
+
+def test_lexicon_words_become_labelled_training_examples_and_vocabulary() -> None:
+    from zoo.data.text import vader_lexicon
+
+    lexicon = vader_lexicon()  # the human-rated file shipped in the vaderSentiment wheel
+    assert lexicon["wonderful"] > 2 and lexicon["awful"] < -1.5 and len(lexicon) > 7000
+    ratings = {"wonderful": 2.7, "meh": -0.5, ":)": 2.0, "so so": 1.8, "awful": -2.0, "zany": 1.6}
+    task = TextClassificationTask(
+        loader=lambda: ([f"text {i}" for i in range(60)], ["negative", "neutral", "positive"] * 20),
+        dataset={},
+        class_names=("negative", "neutral", "positive"),
+        lexicon=lambda: ratings,
+        lexicon_min_abs=1.5,
+    )
+    # Mild ("meh") and multi-token ("so so") entries are left out; emoticons are single tokens and stay.
+    assert task.lexicon_words() == [(":)", 2), ("awful", 0), ("wonderful", 2), ("zany", 2)]
+    tok = task._split()["tokenizer"]
+    assert WordTokenizer.UNK not in tok.encode("zany awful :)")  # in the vocabulary though no text uses them
+    prepared = task.prepare(0, "sequence_classification")
+    assert prepared.split["train_lexicon_words"] == 4 and len(prepared.x_train) == prepared.split["train"] + 4
+    assert len(prepared.x_val) == prepared.split["validation"]  # validation data is never augmented
