@@ -136,3 +136,17 @@ def test_lexicon_words_become_labelled_training_examples_and_vocabulary() -> Non
     prepared = task.prepare(0, "sequence_classification")
     assert prepared.split["train_lexicon_words"] == 4 and len(prepared.x_train) == prepared.split["train"] + 4
     assert len(prepared.x_val) == prepared.split["validation"]  # validation data is never augmented
+
+
+@_shipped("sentiment-bilstm")
+def test_shipped_bilstm_reads_the_clear_examples_right() -> None:
+    """The README's examples, out of the tweets' domain: a film review and a plainly negative sentence."""
+    out = zoo.classify_text(
+        "sentiment-bilstm",
+        [
+            "what a wonderful, moving film",
+            "this was a terrible, boring waste of time",
+            "a superb, delightful performance",
+        ],
+    )
+    assert [r["label"] for r in out] == ["positive", "negative", "positive"]
