@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# 3 also hides TensorFlow's C++ "E" lines, e.g. "oneDNN supports DT_BOOL only on platforms with AVX-512" on
+# every masked (text) model's first call, which is advice, not an error; real failures still raise in Python.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _import_keras_quietly() -> None:
