@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from streaming.step import NotStepable, StepModel
@@ -100,11 +100,28 @@ def keras_outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(x, training=False))
 
 
+def float64_outputs(model: keras.Model, spec: dict, x: np.ndarray) -> np.ndarray:
+    """The same function (same architecture and weights) evaluated by Keras in float64: the exact answer
+    that float32 Keras approximates."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        exact, _ = build(spec)
+        exact.set_weights([w.astype("float64") for w in model.get_weights()])
+        return keras.ops.convert_to_numpy(exact(x.astype("float64"), training=False))
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(architecture)
 def test_step_equals_keras_on_whole_sequence(spec: dict) -> None:
     model, x = build(spec)
     expected = keras_outputs(model, x)
+    # Some random stacks (e.g. three sigmoid SimpleRNNs at weight scale 1) amplify rounding so much that float32
+    # Keras is itself over 1e-5 from the exact float64 answer (seen: 1.9e-5, where the step engine was 1.5e-6 from
+    # it). The contract cannot be checked against a reference that is not accurate to it: such draws are skipped.
+    assume(np.max(np.abs(expected - float64_outputs(model, spec, x))) <= TOLERANCE / 4)
     got = StepModel.from_keras(model).run(x)
     assert got.shape == expected.shape
     assert np.max(np.abs(got - expected)) <= TOLERANCE
