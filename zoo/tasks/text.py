@@ -282,8 +282,15 @@ class TextClassificationTask:
             max_size=self.max_vocab,
             max_length=self.max_length,
         )
+        train = pick(i_tr)
+        # The training examples the models fit: the tweets, then the lexicon's one-word examples (if any).
+        with_lexicon = (
+            train[0] + [w for w, _ in words],
+            np.concatenate([train[1], np.array([c for _, c in words], dtype=train[1].dtype)]),
+        )
         return {
-            "train": pick(i_tr),
+            "train": train,
+            "train_with_lexicon": with_lexicon,
             "val": pick(i_va),
             "test": pick(i_te),
             "tokenizer": tok,
@@ -301,9 +308,6 @@ class TextClassificationTask:
             if abs(valence) >= self.lexicon_min_abs and WordTokenizer.split(token) == [token]
         ]
 
-    def test_texts(self) -> tuple[list[str], np.ndarray]:
-        return self._split()["test"]
-
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
         """Test tweets as right-padded token ids ``[N, L]`` and their class ids."""
         s = self._split()
@@ -313,12 +317,9 @@ class TextClassificationTask:
     def prepare(self, seed: int, head: str) -> Prepared:
         s = self._split()
         tok: WordTokenizer = s["tokenizer"]
-        (t_tr, y_tr), (t_va, y_va), (t_te, _) = s["train"], s["val"], s["test"]
-        n_tweets = len(t_tr)
-        unk_rate = _unknown_rate(tok.encode_batch(t_tr, check=False))
-        if s["lexicon"]:
-            t_tr = t_tr + [w for w, _ in s["lexicon"]]
-            y_tr = np.concatenate([y_tr, [c for _, c in s["lexicon"]]])
+        (tweets, tweet_labels), (t_va, y_va), (t_te, _) = s["train"], s["val"], s["test"]
+        t_tr, y_tr = s["train_with_lexicon"]
+        unk_rate = _unknown_rate(tok.encode_batch(tweets, check=False))
         x_tr, x_va = tok.encode_batch(t_tr, check=False), tok.encode_batch(t_va, check=False)
         return Prepared(
             x_train=x_tr,
@@ -333,12 +334,12 @@ class TextClassificationTask:
             split={
                 "how": f"stratified random 80/10/10 train/validation/test split of the de-duplicated tweets "
                 f"(seed {SPLIT_SEED}, whatever the training seed)",
-                "train": n_tweets,
+                "train": len(tweets),
                 **({"train_lexicon_words": len(s["lexicon"])} if s["lexicon"] else {}),
                 "validation": len(t_va),
                 "test": len(t_te),
                 "class_counts_train": {
-                    c: int((s["train"][1] == i).sum()) for i, c in enumerate(self.class_names)
+                    c: int((tweet_labels == i).sum()) for i, c in enumerate(self.class_names)
                 },
             },
             preprocessing={
@@ -368,15 +369,16 @@ class TextClassificationTask:
 
     def evaluate(self, model: keras.Model, prepared: Prepared | None, head: str) -> dict:
         s = self._split()
-        texts, y = s["test"]
-        # A loaded model reads the test tweets with its own shipped vocabulary.
+        # A loaded model reads the tweets with its own shipped vocabulary.
         tok = getattr(model, "tokenizer", None) or s["tokenizer"]
-        pred = np.asarray(model.predict(tok.encode_batch(texts, check=False), verbose=0)).argmax(-1)
-        scores = _scores(y, pred, len(self.class_names))
-        texts, y = s["val"]  # also on validation (where choices were made), to set the test gap in context
-        pred = np.asarray(model.predict(tok.encode_batch(texts, check=False), verbose=0)).argmax(-1)
-        validation = _scores(y, pred, len(self.class_names))
-        return scores | {f"validation_{k}": validation[k] for k in ("accuracy", "macro_f1")}
+
+        def scores(texts: list[str], y: np.ndarray) -> dict:
+            pred = np.asarray(model.predict(tok.encode_batch(texts, check=False), verbose=0)).argmax(-1)
+            return _scores(y, pred, len(self.class_names))
+
+        # Also on validation (where choices were made), to set the test gap in context.
+        validation = scores(*s["val"])
+        return scores(*s["test"]) | {f"validation_{k}": validation[k] for k in ("accuracy", "macro_f1")}
 
     def compare(self, metrics: dict, baselines: dict) -> dict:
         """The model against the linear bag-of-words baseline, from the card's own numbers."""
@@ -403,11 +405,9 @@ class TextClassificationTask:
         majority = int(np.bincount(y_tr).argmax())
         # The linear model may use the same extra training examples as the recurrent one (lexicon words); like
         # C and class weighting, whether it does is chosen on validation accuracy, so it is never handicapped.
-        lexicon = [w for w, _ in s["lexicon"]], np.array([c for _, c in s["lexicon"]], dtype=y_tr.dtype)
         candidates = []
         for with_lexicon in (False, True) if s["lexicon"] else (False,):
-            texts = t_tr + lexicon[0] if with_lexicon else t_tr
-            labels = np.concatenate([y_tr, lexicon[1]]) if with_lexicon else y_tr
+            texts, labels = s["train_with_lexicon"] if with_lexicon else (t_tr, y_tr)
             # TF-IDF on the same tokens the RNN reads (words + punctuation, unigrams and bigrams).
             vec = TfidfVectorizer(
                 tokenizer=WordTokenizer.split,
