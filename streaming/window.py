@@ -52,7 +52,7 @@ class WindowModel:
         return np.zeros((batch, self.state_size), dtype=self.dtype)
 
     def _predict(self, windows: Array) -> Array:
-        import keras
+        from zoo.backend import keras
 
         out = keras.ops.convert_to_numpy(self.model(windows, training=False))
         return out[:, -1] if out.ndim == 3 else out

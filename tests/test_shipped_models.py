@@ -13,6 +13,13 @@ from zoo import cards
 from zoo.registry import REGISTRY
 
 SHIPPED = zoo.list_models()
+# Re-measuring these renders speech with espeak-ng or decodes 1,500 sentences: 50-80 s each on 2 cores
+# (measured with --durations), so they run in the slow suite; the rest re-measure in a second or two.
+HEAVY = {"translate-en-fr-gru", "spoken-words-bigru", "digits-ctc-bigru", "keyword-seven-gru"}
+
+
+def _by_cost(names: list[str]) -> list:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in names]
 
 
 def test_the_sensor_and_health_models_ship() -> None:
@@ -32,7 +39,7 @@ def test_card_is_complete(name: str) -> None:
     assert card["name"] == name and card["head"] == REGISTRY[name].head
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", _by_cost(SHIPPED))
 def test_re_evaluation_matches_card(name: str) -> None:
     fresh, recorded = zoo.evaluate(name), zoo.card(name)["test_metrics"]
     for key in ("accuracy", "balanced_accuracy", "per_step_accuracy_mean", "mae", "rmse", "mase"):
@@ -40,9 +47,12 @@ def test_re_evaluation_matches_card(name: str) -> None:
             # Trained on one backend, re-measured on another: float round-off only.
             assert fresh[key] == pytest.approx(recorded[key], abs=2e-3), key
     if "anomaly" in recorded:
-        for key in ("ucr_hit", "ucr_top_score_index", "flagged_test_points"):
+        for key in ("ucr_hit", "ucr_top_score_index"):
             if key in recorded["anomaly"]:
                 assert fresh["anomaly"][key] == recorded["anomaly"][key], key
+        # A point whose score sits at the threshold flips with one float rounding; only those may move.
+        moved = abs(fresh["anomaly"]["flagged_test_points"] - recorded["anomaly"]["flagged_test_points"])
+        assert moved <= fresh["anomaly"]["test_points_near_threshold"], (moved, fresh["anomaly"])
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if zoo.card(n)["kind"] == "forecast"])

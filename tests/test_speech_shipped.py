@@ -31,6 +31,7 @@ def test_japanese_vowels_card_carries_the_published_figure() -> None:
     assert 0.992 in zoo.card("japanese-vowels-bigru")["test_metrics"]["published_accuracy"].values()
 
 
+@pytest.mark.slow  # renders the test voices with espeak-ng on a cold cache (about a minute each)
 @pytest.mark.parametrize("name", [n for n in SHIPPED if n in ("keyword-seven-gru", "digits-ctc-bigru")])
 def test_streaming_and_ctc_metrics_re_measure_to_the_card(name: str) -> None:
     fresh, card = zoo.evaluate(name), zoo.card(name)["test_metrics"]

@@ -8,40 +8,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# 3 also hides TensorFlow's C++ "E" lines, e.g. "oneDNN supports DT_BOOL only on platforms with AVX-512" on
-# every masked (text) model's first call, which is advice, not an error; real failures still raise in Python.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras (and its backend) once, with file descriptor 2 muted: TensorFlow's C++ runtime writes
-    start-up lines (absl, oneDNN) straight to it, which no environment variable silences; errors still raise."""
-    import sys
-
-    if "keras" in sys.modules:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-_import_keras_quietly()
-
+# Keras (and TensorFlow behind it, ~10 s and ~600 MB) is imported only by what needs it — loading, training,
+# running a model — so `rnnzoo --help`, `list` and `info`, and the streaming service, start without it.
 # `compose` is imported here, not lazily inside a wrapper: the submodule `zoo.compose` would otherwise replace a
 # function of the same name on its first import. It is light (numpy; music21, mido, matplotlib load when used).
-from zoo import cards  # noqa: E402
-from zoo.compose import compose  # noqa: E402
-from zoo.registry import REGISTRY, UnknownModelError, get_spec  # noqa: E402
-from zoo.translate import translate  # noqa: E402  (same reason as compose: a function named like its module)
+from zoo import cards
+from zoo.compose import compose
+from zoo.registry import REGISTRY, UnknownModelError, get_spec
+from zoo.translate import translate  # (same reason as compose: a function named like its module)
 
 if TYPE_CHECKING:
     import keras
@@ -82,7 +59,7 @@ def card(name: str) -> dict:
 
 def load(name: str) -> keras.Model:
     """Load a shipped model offline, after checking its sha256 against the card (Keras ``safe_mode``)."""
-    import keras
+    from zoo.backend import keras
 
     folder = _folder(name)
     info = cards.read_card(folder)

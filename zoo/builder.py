@@ -7,59 +7,14 @@ time, and lets `.keras` files load with `safe_mode=True` on either backend.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import keras
 import numpy as np
 
+from zoo.architecture import HEADS, Architecture
+from zoo.backend import keras
+
+__all__ = ["CELLS", "HEADS", "Architecture", "build_model", "is_causal"]
+
 CELLS = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-# Head -> activation of the output layer. ``step_*`` heads answer at every time step.
-HEADS = {
-    "sequence_classification": "softmax",
-    "step_classification": "softmax",
-    "step_regression": "linear",
-    "step_multilabel": "sigmoid",  # independent yes/no per output (e.g. which piano keys sound)
-    # Per-step log-probabilities over labels + a blank (index 0), for CTC training and decoding.
-    "ctc": "log_softmax",
-}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The choices that make a recurrent stack.
-
-    Args:
-        cell: ``"simple"``, ``"lstm"`` or ``"gru"``.
-        units: width of every recurrent layer.
-        layers: how many recurrent layers are stacked.
-        bidirectional: read each sequence both ways (not streamable step by step).
-        dropout: dropout on each recurrent layer's inputs and before the head.
-        recurrent_dropout: dropout on the recurrent state (disables the fused cuDNN kernel).
-        embedding: width of a learned token embedding in front of the stack; 0 (the default) means the
-            inputs are real-valued readings. With an embedding the inputs are token ids (0 = padding, masked,
-            which disables the fused cuDNN kernel on the GPU) and ``n_features`` is the vocabulary size.
-    """
-
-    cell: str = "gru"
-    units: int = 64
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    embedding: int = 0
-
-    def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
-        if self.units < 1 or self.layers < 1:
-            raise ValueError("units and layers must be at least 1")
-        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.recurrent_dropout < 1.0):
-            raise ValueError("dropout and recurrent_dropout must lie in [0, 1)")
-        if self.embedding < 0:
-            raise ValueError("embedding must be 0 (no embedding) or a positive width")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_model(

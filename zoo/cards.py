@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
-SAVED_MODELS = Path(__file__).resolve().parent.parent / "saved_models"
+
+def _models_root() -> Path:
+    """Where the shipped models are: ``$RNNZOO_MODELS`` if set; else the checkout's top-level ``saved_models/``
+    (an editable install, where training writes); else ``zoo/saved_models/`` inside an installed wheel."""
+    if os.environ.get("RNNZOO_MODELS"):
+        return Path(os.environ["RNNZOO_MODELS"])
+    checkout = Path(__file__).resolve().parent.parent / "saved_models"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "saved_models"
+
+
+SAVED_MODELS = _models_root()
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 

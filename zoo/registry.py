@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field, replace
 
-from zoo.builder import Architecture
+from zoo.architecture import Architecture
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import platform
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from zoo import cards
+from zoo.backend import keras
 from zoo.builder import build_model, is_causal
 from zoo.registry import ModelSpec
 from zoo.tasks import TASKS, Prepared

@@ -17,9 +17,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from zoo.backend import keras
 
 JOINER = "\uffed"  # ￭
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -164,6 +167,8 @@ def build_seq2seq(
     Inputs ``source [N, S]`` and ``target_in [N, T]`` (ids, 0-padded, masked); output ``[N, T, n_target]``
     probabilities of the next target token. The decoder's width is the encoder's output width (2 x units when
     bidirectional), so its states can be scored directly against the encoder outputs."""
+    from zoo.backend import keras
+
     cells = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM, "simple": keras.layers.SimpleRNN}
     if cell not in cells:
         raise ValueError(f"the encoder cell must be gru, lstm or simple (got {cell!r})")
@@ -198,6 +203,8 @@ def build_seq2seq(
 def decoding_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """From a trained seq2seq model: ``encoder(source) -> (enc_outputs, init_state)`` and
     ``step([prev_token, state, enc_outputs, source]) -> (probabilities, new_state)``, sharing its weights."""
+    from zoo.backend import keras
+
     width = model.get_layer("dec_init").units
     enc_width = model.get_layer("attn_out").input.shape[-1] - width
     encoder = keras.Model(

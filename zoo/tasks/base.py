@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import keras
 import numpy as np
+
+from zoo.backend import keras
 
 
 @dataclass

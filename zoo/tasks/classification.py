@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.model_selection import train_test_split
 
+from zoo.backend import keras
 from zoo.data import physio, sensors
 from zoo.features import Spectrogram, circular_shifts
 from zoo.tasks.base import Prepared, feature_stats, normalisation_card

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from zoo.backend import keras
 from zoo.data import physio, series
 from zoo.tasks.base import Prepared, feature_stats, normalisation_card
 
@@ -140,6 +140,10 @@ class ForecastTask:
             "threshold": threshold,
             "threshold_rule": f"{self.threshold_margin} x the largest validation score",
             "flagged_test_points": int(flagged.sum()),
+            # Scores within 1e-3 (relative) of the threshold: float round-off on another machine or backend
+            # can move these across it, so a re-evaluation's flagged count may differ from the card's by this
+            # many and no more.
+            "test_points_near_threshold": int((np.abs(scores[test] - threshold) <= 1e-3 * threshold).sum()),
         }
         if s.labels is not None:
             truth = s.labels[lead:][test].astype(bool)

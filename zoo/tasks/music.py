@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from zoo.backend import keras
 from zoo.data import music
 from zoo.tasks.base import Prepared
 

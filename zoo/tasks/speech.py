@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.neighbors import NearestCentroid
 
 from zoo.audio import FrontEnd, mean_mfcc, read_wav
+from zoo.backend import keras
 from zoo.data import speech
 from zoo.tasks.base import Prepared, feature_stats
 from zoo.tasks.classification import ClassificationTask

@@ -17,11 +17,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.model_selection import train_test_split
 
+from zoo.backend import keras
 from zoo.data import text as text_data
 from zoo.tasks.base import Prepared
 from zoo.text import CharVocab, WordTokenizer

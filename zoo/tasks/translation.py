@@ -9,9 +9,9 @@ against the human references, next to the source-copy baseline (the English sent
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
+from zoo.backend import keras
 from zoo.data import translation as data
 from zoo.tasks.base import Prepared
 from zoo.translate import (
