@@ -1,7 +1,8 @@
 """`rnnzoo serve | simulate | demo`: the streaming sub-commands. `zoo.cli` calls `register(subparsers)`.
 
 Also runnable alone: `python -m streaming serve ...`. Every expected failure (bad argument, unknown model,
-corrupt file, unreachable broker) prints one line `rnnzoo <command>: error: ...` and returns 2 or 1.
+corrupt file, unreachable broker, refused credentials) prints one line `rnnzoo <command>: error: ...` and
+returns 2, as every rnnzoo command does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 DEMO_MODEL = "activity-gru-causal"
 
 
-def _fail(command: str, message: str, code: int = 1) -> int:
+def _fail(command: str, message: str, code: int = 2) -> int:
     print(f"rnnzoo {command}: error: {message}", file=sys.stderr)
     return code
 
@@ -59,6 +60,8 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
         ("snapshot_interval", service, "snapshot_interval_s"),
         ("ttl", service, "ttl_s"),
         ("max_devices", service, "max_devices"),
+        ("max_device_id_bytes", service, "max_device_id_bytes"),
+        ("max_new_devices_per_s", service, "max_new_devices_per_s"),
         ("output", service, "output"),
         ("status_topic", service, "status_topic"),
     ]:
@@ -110,7 +113,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     "simulate", "--check compares step-mode predictions; this model streams in window mode"
                 )
             # The reference is the Keras model itself on whole sequences, not our step engine.
-            import keras
+            from zoo.backend import keras
 
             expected = np.concatenate(
                 [
@@ -213,7 +216,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--snapshot-interval", type=_positive(float), help="seconds between snapshots")
     serve.add_argument("--ttl", type=_positive(float), help="evict devices idle this many seconds")
-    serve.add_argument("--max-devices", type=_positive(int), help="cap on device states held")
+    serve.add_argument(
+        "--max-devices",
+        type=_positive(int),
+        help="device states held; when full the least recently seen goes",
+    )
+    serve.add_argument(
+        "--max-device-id-bytes", type=_positive(int), help="longer device ids are refused (default 128)"
+    )
+    serve.add_argument(
+        "--max-new-devices-per-s", type=_positive(float), help="admission cap on new devices (default 1000)"
+    )
     serve.add_argument(
         "--output",
         choices=["reading", "batch", "both"],

@@ -55,6 +55,12 @@ class BrokerSettings:
     qos: int = 0
     clean_session: bool | None = None  # None: a persistent session exactly when qos > 0
     tls: TLSSettings | None = None
+    max_refusals: int = 3  # start-up gives up after this many refused connections (credentials, TLS)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password replaced by '***': what logs and error messages show."""
+        return redact_url(self.url)
 
     @property
     def host(self) -> str:
@@ -93,6 +99,9 @@ class ServiceSettings:
     batch_topic: str = "predictions/_batch/{model}"
     max_payload_bytes: int = 64 * 1024
     compute_dtype: str = "float64"
+    max_device_id_bytes: int = 128  # a longer id costs its length in RAM and in every snapshot: refused
+    max_new_devices_per_s: float | None = 1000.0  # admission cap, so fake ids cannot churn the table freely
+    max_snapshot_bytes: int = 1 << 31  # a larger snapshot file is refused before it is read
 
 
 @dataclass
@@ -102,17 +111,27 @@ class Settings:
     bindings: list[Binding] = field(default_factory=list)
 
 
+def redact_url(url: str) -> str:
+    """``mqtt://user:secret@host`` → ``mqtt://user:***@host``; other URLs unchanged."""
+    parts = urllib.parse.urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
 def _parse_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
     parts = urllib.parse.urlsplit(url if "://" in url else f"mqtt://{url}")
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"broker url {url!r}: scheme must be mqtt:// or mqtts://")
+        raise ConfigError(f"broker url {redact_url(url)!r}: scheme must be mqtt:// or mqtts://")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError as err:
-        raise ConfigError(f"broker url {url!r}: {err}") from None
+        raise ConfigError(f"broker url {redact_url(url)!r}: {err}") from None
     if not parts.hostname:
-        raise ConfigError(f"broker url {url!r} has no host")
+        raise ConfigError(f"broker url {redact_url(url)!r} has no host")
     return parts.hostname, port, tls, parts.username, parts.password
 
 
@@ -170,6 +189,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("[service] max_batch must be >= 1 and max_delay_ms >= 0")
     if service.output not in ("reading", "batch", "both"):
         raise ConfigError(f"[service] output must be 'reading', 'batch' or 'both', got {service.output!r}")
+    if service.max_device_id_bytes < 1 or service.max_devices < 1 or broker.max_refusals < 1:
+        raise ConfigError("[service] max_device_id_bytes and max_devices, [broker] max_refusals must be >= 1")
+    if service.max_new_devices_per_s is not None and service.max_new_devices_per_s <= 0:
+        raise ConfigError("[service] max_new_devices_per_s must be > 0 (or absent for no cap)")
     if service.compute_dtype not in ("float32", "float64"):
         raise ConfigError("[service] compute_dtype must be 'float32' or 'float64'")
     if not settings.bindings:

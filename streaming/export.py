@@ -28,6 +28,7 @@ def export_in_child(spec: str, mode: str, compute_dtype: str) -> tuple[Any, dict
         proc = subprocess.run(
             [
                 sys.executable,
+                "-I",  # isolated: the current folder and PYTHON* variables cannot inject code into the child
                 "-m",
                 "streaming.export",
                 spec,

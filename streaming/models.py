@@ -52,25 +52,20 @@ def load_keras(spec: str) -> tuple[Any, dict | None, str]:
     if spec.endswith(".keras") or os.sep in spec or os.path.exists(spec):
         if not os.path.exists(spec):
             raise ModelError(f"model file {spec!r} not found")
-        import keras
+        from zoo.backend import keras
+        from zoo.cards import sha256
 
         try:
             model = keras.saving.load_model(spec, safe_mode=True, compile=False)
         except Exception as err:  # Keras raises many types for a corrupt or foreign file
             raise ModelError(f"cannot read model file {spec!r}: {str(err).splitlines()[0][:160]}") from None
-        card_path = os.path.join(os.path.dirname(os.path.abspath(spec)), "card.json")
-        card = None
-        if os.path.exists(card_path):
-            try:
-                with open(card_path) as f:
-                    card = json.load(f)
-            except (OSError, ValueError):
-                card = None
+        digest = sha256(spec)
+        card = _card_beside(spec, digest)
         name = os.path.splitext(os.path.basename(spec))[0]
-        if name == "model" and card and card.get("name"):
-            name = card["name"]
-        elif name == "model":
-            name = os.path.basename(os.path.dirname(os.path.abspath(spec)))
+        if name == "model":
+            # A file named by its folder's card only when the card vouches for this very file; otherwise by
+            # its own hash, so an altered copy can never pass for the zoo model it was made from.
+            name = card["name"] if card and card.get("name") else f"model-{digest[:12]}"
         return model, card, name
     zoo = _zoo()
     if zoo is None:
@@ -82,6 +77,20 @@ def load_keras(spec: str) -> tuple[Any, dict | None, str]:
         return zoo.load(spec), zoo.card(spec), spec
     except Exception as err:  # a corrupt file or a hash mismatch: one line, not a traceback
         raise ModelError(f"cannot load zoo model {spec!r}: {str(err).splitlines()[0][:160]}") from None
+
+
+def _card_beside(path: str, digest: str) -> dict | None:
+    """The card.json next to a model file, only if it names this very file (its sha256): a card beside an
+    altered model must not lend it the zoo name, class names or streaming settings of the original."""
+    card_path = os.path.join(os.path.dirname(os.path.abspath(path)), "card.json")
+    try:
+        with open(card_path) as f:
+            card = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(card, dict) or card.get("sha256") != digest:
+        return None
+    return card
 
 
 def class_names_for(model: Any, card: dict | None) -> list[str] | None:

@@ -37,9 +37,28 @@ class Reading:
     t: float | None = None
 
 
+# Timestamps are seconds (or milliseconds) since the epoch; anything beyond 1e16 is no clock we know, and
+# bounding before converting keeps a 400-digit integer from reaching float() (OverflowError).
+MAX_ABS_TIME = 1e16
+
+
 def _is_number(v: object) -> bool:
     # bool is an int subclass in Python but never a sensor value.
     return type(v) is float or type(v) is int
+
+
+def _number(v: object, limit: float, too_big: str, what: str) -> float:
+    """``v`` as a float if it is a finite JSON number with |v| <= limit; else the PayloadError that says why.
+
+    Each value is checked on its own: a sum or any other shortcut can be fooled (``[1e300, -1e300]``)."""
+    if not _is_number(v):
+        raise PayloadError("non-numeric value", f"{what}={v!r:.40}")
+    if type(v) is float and not math.isfinite(v):  # json.loads turns NaN, Infinity and 1e999 into these
+        raise PayloadError("non-finite value", f"{what}={v!r}")
+    if abs(v) > limit:  # exact for ints of any size: no conversion happens before this test
+        shown = repr(v) if type(v) is float else f"an integer of {len(str(abs(v)))} digits"
+        raise PayloadError(too_big, f"{what}={shown:.60}")
+    return float(v)
 
 
 def check_values(values: object, n_features: int) -> list[float]:
@@ -48,26 +67,20 @@ def check_values(values: object, n_features: int) -> list[float]:
         raise PayloadError("values not a list", f"got {type(values).__name__}")
     if len(values) != n_features:
         raise PayloadError("wrong number of values", f"expected {n_features}, got {len(values)}")
-    for v in values:
-        if not _is_number(v):
-            raise PayloadError("non-numeric value", f"{v!r:.40}")
-    total = sum(values)
-    # One sum answers "all finite and in range" for nearly every reading; only suspicious ones are scanned.
-    if not (-FLOAT32_MAX < total < FLOAT32_MAX):
-        for v in values:
-            if not math.isfinite(v):
-                raise PayloadError("non-finite value", repr(v))
-            if abs(v) > FLOAT32_MAX:
-                raise PayloadError("value out of float32 range", repr(v))
-    return values
+    return [
+        _number(v, FLOAT32_MAX, "value out of float32 range", f"values[{i}]") for i, v in enumerate(values)
+    ]
 
 
-def _check_time(t: object) -> float | None:
+def _check_time(t: object, what: str = "t") -> float | None:
     if t is None:
         return None
-    if not _is_number(t) or not math.isfinite(t):
-        raise PayloadError("bad timestamp", f"t must be a finite number, got {t!r:.40}")
-    return float(t)
+    try:
+        return _number(t, MAX_ABS_TIME, "bad timestamp", what)
+    except PayloadError as err:
+        raise PayloadError(
+            "bad timestamp", f"{what} must be a finite number of seconds: {err.detail}"
+        ) from None
 
 
 def parse(
@@ -108,25 +121,29 @@ def parse_senml(records: list, n_features: int, names: Sequence[str] | None = No
                 raise PayloadError("bad SenML record", f"record {i}: bn must be a string")
             base_name = rec["bn"]
         if "bt" in rec:
-            base_time = _check_time(rec["bt"]) or 0.0
+            base_time = _check_time(rec["bt"], f"record {i} bt") or 0.0
         if "bv" in rec:
             if not _is_number(rec["bv"]):
                 raise PayloadError("bad SenML record", f"record {i}: bv must be a number")
-            base_value = rec["bv"]
+            base_value = _number(rec["bv"], FLOAT32_MAX, "value out of float32 range", f"record {i} bv")
         if "v" not in rec:
             if any(k in rec for k in ("vs", "vb", "vd")):
                 raise PayloadError("non-numeric value", f"SenML record {i} has a string/boolean/data value")
             if "bv" in rec or "bn" in rec or "bt" in rec:
                 continue  # a record that only sets base fields
             raise PayloadError("bad SenML record", f"record {i} has no value")
-        value = rec["v"]
-        if not _is_number(value):
-            raise PayloadError("non-numeric value", f"SenML record {i}: v={value!r:.40}")
+        value = _number(rec["v"], FLOAT32_MAX, "value out of float32 range", f"SenML record {i} v")
         name = rec.get("n", "")
         if type(name) is not str:
             raise PayloadError("bad SenML record", f"record {i}: n must be a string")
-        t = base_time + (_check_time(rec.get("t")) or 0.0)
-        groups.setdefault(t, []).append((name, base_name + name, base_value + value))
+        if not base_name + name:
+            raise PayloadError("bad SenML record", f"record {i} has no name (bn + n is empty)")
+        t = base_time + (_check_time(rec.get("t"), f"record {i} t") or 0.0)
+        group = groups.setdefault(t, [])
+        # One measurement per name and time: six copies of "acc_x" are not six features.
+        if any(full == base_name + name for _, full, _ in group):
+            raise PayloadError("bad SenML record", f"record {i}: {base_name + name!r} repeated at t={t}")
+        group.append((name, base_name + name, base_value + value))
     if not groups:
         raise PayloadError("missing values", "SenML pack has no records with a value")
     readings = []

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import re
 import select
 import socket
 import ssl
@@ -32,13 +34,28 @@ import paho.mqtt.client as mqtt
 from streaming.config import Binding, Settings
 from streaming.models import ServedModel, serve_model
 from streaming.payloads import PayloadError, Reading, parse
-from streaming.state import FULL, StateTable, load_snapshot, save_snapshot
+from streaming.state import FULL, RATE_LIMITED, SnapshotError, StateTable, load_snapshot, save_snapshot
 
 log = logging.getLogger("streaming")
+
+# Reconnect delays: 0.1 s doubling to 30 s, each drawn from [d/2, d] so a fleet of services restarted together
+# does not hammer the broker in lock-step. Without a delay a refused password meant ~1,600 attempts a second.
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 30.0
+# Service-owned error topic level for readings whose device id cannot be echoed (too long, reserved).
+REJECTED_DEVICE = "_rejected"
 
 
 class BrokerUnreachable(ConnectionError):
     """The first connection to the broker failed for connect_timeout_s."""
+
+
+class BrokerRefused(ConnectionError):
+    """At start-up the broker refused us (credentials, TLS) a bounded number of times: retrying cannot help."""
+
+
+def topic_safe(name: str) -> str:
+    """A model name usable as one topic level: MQTT wildcards, separators and control characters become '_'."""
+    return re.sub(r"[+#/\x00-\x1f\x7f]", "_", name) or "_"
 
 
 @dataclass
@@ -57,7 +74,7 @@ class Route:
         if topic is None:
             if len(self._topics) > 200_000:
                 self._topics.clear()  # a bounded cache: device ids may churn forever
-            topic = self.binding.output_topic.format(device=device, model=self.model.name)
+            topic = self.binding.output_topic.format(device=device, model=topic_safe(self.model.name))
             self._topics[device] = topic
         return topic
 
@@ -85,16 +102,27 @@ class Service:
                         b.model, b.mode, b.window, b.name, svc.compute_dtype, isolate=True
                     )
                 served = loaded[cache_key]
-            table = StateTable(served.engine.state_size, svc.max_devices, svc.ttl_s)
+            table = StateTable(
+                served.engine.state_size, svc.max_devices, svc.ttl_s, max_new_per_s=svc.max_new_devices_per_s
+            )
             self.routes.append(Route(b, served, table, f"{b.topic}|{served.name}", int(b.device_level or 0)))
         self.counters: Counter[str] = Counter()
         self.error_reasons: Counter[str] = Counter()
         self._pending: list[tuple[str, bytes]] = []
         self._received = 0
-        self._route_cache: dict[str, tuple[Route | None, str, bool]] = {}
+        self._route_cache: dict[str, tuple[Route | None, str, bool, str | None]] = {}
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._started = time.time()
+        # Connection health: failures since the last accepted CONNECT drive the backoff; refusals before the
+        # first success (bad credentials, TLS mismatch) end the start-up after broker.max_refusals.
+        self._failures = 0
+        self._refusals = 0
+        self._refusal = ""
+        self._ever_connected = False
+        self._awaiting_connack = False
+        self._just_refused = False
+        self._log_budget = _LogBudget()
         self.client = self._make_client()
         self._restore()
 
@@ -125,9 +153,16 @@ class Service:
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._awaiting_connack = False
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            self._failures += 1
+            self._refusals += 1
+            self._refusal = f"broker {self.settings.broker.safe_url} refused the connection: {reason}"
+            self._just_refused = True  # paho disconnects next; that is this refusal, not a new event
+            log.error("%s (attempt %d)", self._refusal, self._failures)
             return
+        self._failures = self._refusals = 0
+        self._ever_connected = True
         qos = self.settings.broker.qos
         topics = {r.binding.topic for r in self.routes} | {
             r.binding.reset_topic for r in self.routes if r.binding.reset_topic
@@ -136,10 +171,24 @@ class Service:
         client.subscribe([(t, qos) for t in sorted(topics)])
         self._publish_status("online")
         self._connected.set()
-        log.info("connected to %s, subscribed to %s", self.settings.broker.url, ", ".join(sorted(topics)))
+        log.info(
+            "connected to %s, subscribed to %s", self.settings.broker.safe_url, ", ".join(sorted(topics))
+        )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
+        if self._awaiting_connack:  # closed before any answer: e.g. plain MQTT sent to a TLS listener
+            self._awaiting_connack = False
+            self._failures += 1
+            self._refusals += 1
+            self._refusal = (
+                f"broker {self.settings.broker.safe_url} closed the connection before answering "
+                "(a TLS port spoken to without TLS? use mqtts://)"
+            )
+            return
+        if self._just_refused:
+            self._just_refused = False
+            return
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason)
 
@@ -149,29 +198,59 @@ class Service:
         self._received += 1
 
     def _connect(self, deadline: float | None) -> None:
+        """Open the connection (CONNACK arrives later, in the loop), after a jittered exponential backoff
+        when the previous attempts failed. Before the first accepted CONNECT, refusals are bounded."""
         broker = self.settings.broker
-        delay = 0.05
         while not self._stop.is_set():
+            if not self._ever_connected and self._refusals >= broker.max_refusals:
+                raise BrokerRefused(self._refusal)
+            if self._failures:
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(self._failures - 1, 16))
+                if self._stop.wait(random.uniform(delay / 2, delay)):
+                    return
             try:
                 if self.client.socket() is None and self.counters["connects"] == 0:
                     self.client.connect(broker.host, broker.port, broker.keepalive)
                 else:
                     self.client.reconnect()
                 self.counters["connects"] += 1
+                self._awaiting_connack = True
                 return
-            except (OSError, ssl.SSLError) as err:
+            except ssl.SSLError as err:  # before OSError: it is one
+                self._failures += 1
+                self._refusals += 1
+                self._refusal = f"TLS handshake with {broker.safe_url} failed: {err.reason or err}"
+                log.error("%s (attempt %d)", self._refusal, self._failures)
+            except OSError as err:
+                self._failures += 1
+                if broker.tls is not None and isinstance(err, ConnectionResetError):
+                    # The peer hung up on our TLS hello: a plain MQTT listener, most likely.
+                    self._refusals += 1
+                    self._refusal = (
+                        f"TLS handshake with {broker.safe_url} failed: connection reset (not a TLS port?)"
+                    )
+                    log.error("%s (attempt %d)", self._refusal, self._failures)
+                    continue
                 if deadline is not None and time.monotonic() > deadline:
                     raise BrokerUnreachable(
-                        f"broker {broker.url} unreachable: {err.strerror or err}"
+                        f"broker {broker.safe_url} unreachable: {err.strerror or err}"
                     ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                if self._log_budget.allow("connect"):
+                    log.warning("broker %s unreachable: %s", broker.safe_url, err.strerror or err)
+
+    def _counters(self) -> dict[str, int]:
+        """Service counters plus the state tables' own (evictions and refusals, exact, whoever caused them)."""
+        merged = Counter(self.counters)
+        for route in self.routes:
+            merged.update(route.table.counters)
+        merged["evicted"] = merged["evicted_idle"] + merged["evicted_lru"]
+        return dict(merged)
 
     def _publish_status(self, state: str) -> None:
         payload = {
             "state": state,
             "uptime_s": round(time.time() - self._started, 1),
-            "counters": dict(self.counters),
+            "counters": self._counters(),
             "errors": dict(self.error_reasons),
             "models": {r.model.name: {"mode": r.model.mode, "devices": len(r.table)} for r in self.routes},
         }
@@ -202,6 +281,7 @@ class Service:
         next_misc = next_status = next_evict = 0.0
         next_snapshot = time.monotonic() + svc.snapshot_interval_s
         client = self.client
+        stop_reason = "stopped"
         try:
             while not self._stop.is_set():
                 sock = client.socket()
@@ -234,22 +314,28 @@ class Service:
                 if now >= next_misc:
                     client.loop_misc()  # keepalive pings and QoS retries
                     next_misc = now + 1.0
-                if now >= next_evict and svc.ttl_s:
+                if now >= next_evict:
                     self._evict()
-                    next_evict = now + max(0.5, min(svc.ttl_s / 4, 30.0))
+                    next_evict = now + max(0.5, min((svc.ttl_s or 120.0) / 4, 30.0))
                 if svc.snapshot_path and now >= next_snapshot:
                     self.snapshot()
                     next_snapshot = now + svc.snapshot_interval_s
                 if now >= next_status and self._connected.is_set():
                     self._publish_status("online")
                     next_status = now + svc.status_interval_s
+        except BaseException as err:
+            # Not a deliberate stop: say so in the last status, then let the error end the process.
+            stop_reason = f"crashed: {type(err).__name__}"
+            raise
         finally:
-            self._flush()
-            if svc.snapshot_path:
-                self.snapshot()
+            try:
+                self._flush()
+            finally:
+                if svc.snapshot_path:
+                    self.snapshot()
             if client.socket() is not None:
                 payload = json.dumps(
-                    {"state": "offline", "reason": "stopped", "counters": dict(self.counters)}
+                    {"state": "offline", "reason": stop_reason, "counters": self._counters()}
                 )
                 info = client.publish(svc.status_topic, payload, qos=1, retain=True)
                 deadline = time.monotonic() + 2.0
@@ -259,25 +345,34 @@ class Service:
 
     # -- the engine --------------------------------------------------------------------------------------------
 
-    def _route_for(self, topic: str) -> tuple[Route | None, str, bool]:
-        """(route, device, is_reset) for a topic, cached: matching filters per message is the slow part."""
+    def _route_for(self, topic: str) -> tuple[Route | None, str, bool, str | None]:
+        """(route, device, is_reset, why the device id is refused or None) for a topic, cached: matching
+        filters per message is the slow part."""
         hit = self._route_cache.get(topic)
         if hit is not None:
             return hit
         levels = topic.split("/")
-        result: tuple[Route | None, str, bool] = (None, "", False)
+        result: tuple[Route | None, str, bool, str | None] = (None, "", False, None)
         for route in self.routes:
             b = route.binding
-            if b.reset_topic and mqtt.topic_matches_sub(b.reset_topic, topic):
-                result = (route, levels[route.device_level], True)
-                break
-            if mqtt.topic_matches_sub(b.topic, topic):
-                result = (route, levels[route.device_level], False)
+            is_reset = bool(b.reset_topic and mqtt.topic_matches_sub(b.reset_topic, topic))
+            if is_reset or mqtt.topic_matches_sub(b.topic, topic):
+                device = levels[route.device_level]
+                result = (route, device, is_reset, self._refuse_device(device))
                 break
         if len(self._route_cache) > 200_000:
             self._route_cache.clear()
         self._route_cache[topic] = result
         return result
+
+    def _refuse_device(self, device: str) -> str | None:
+        limit = self.settings.service.max_device_id_bytes
+        if len(device.encode()) > limit:
+            return f"device id too long: {len(device.encode())} bytes > {limit}"
+        if not device or device.startswith("_"):
+            # '_…' levels belong to the service (predictions/_batch/…, errors/_rejected).
+            return f"reserved device id {device[:40]!r}: ids may not be empty or start with '_'"
+        return None
 
     def _flush(self) -> None:
         if not self._pending:
@@ -285,44 +380,90 @@ class Service:
         batch, self._pending = self._pending, []
         self.counters["batches"] += 1
         now = time.time()
-        max_bytes = self.settings.service.max_payload_bytes
         # Work per route, in arrival order, cut at resets so a reset lands between the right readings.
         segment: dict[int, list[tuple[str, Reading]]] = {}
         for topic, payload in batch:
-            route, device, is_reset = self._route_for(topic)
-            if route is None:
-                continue
-            if is_reset:
-                self._step_segment(segment, now)
-                segment = {}
-                self._reset(device)
-                continue
+            # No message may end the loop or cost its neighbours their answers: anything unexpected becomes
+            # an error for that message alone.
             try:
-                readings = parse(payload, route.model.engine.n_features, max_bytes, route.binding.senml_names)
-            except PayloadError as err:
-                self._error(device, topic, err.reason, err.detail)
-                continue
-            items = segment.setdefault(id(route), [])
-            for reading in readings:
-                items.append((device, reading))
+                segment = self._take(topic, payload, segment, now)
+            except Exception as err:  # noqa: BLE001 - the guard is the point
+                self._internal_error(topic, err)
         self._step_segment(segment, now)
+
+    def _take(
+        self, topic: str, payload: bytes, segment: dict[int, list[tuple[str, Reading]]], now: float
+    ) -> dict[int, list[tuple[str, Reading]]]:
+        """Parse one message into `segment` (or apply it, for a reset); returns the segment to go on with."""
+        route, device, is_reset, refused = self._route_for(topic)
+        if route is None:
+            return segment
+        if refused:
+            self._error(REJECTED_DEVICE, topic[:200], "bad device id", refused)
+            return segment
+        if is_reset:
+            self._step_segment(segment, now)
+            self._reset(device)
+            return {}
+        try:
+            readings = parse(
+                payload,
+                route.model.engine.n_features,
+                self.settings.service.max_payload_bytes,
+                route.binding.senml_names,
+            )
+        except PayloadError as err:
+            self._error(device, topic, err.reason, err.detail)
+            return segment
+        items = segment.setdefault(id(route), [])
+        for reading in readings:
+            items.append((device, reading))
+        return segment
+
+    def _internal_error(self, topic: str, err: Exception) -> None:
+        if self._log_budget.allow("internal"):
+            log.exception("unexpected failure on a message from %s (the service goes on)", topic[:200])
+        device = topic.split("/")[1] if topic.count("/") >= 1 else REJECTED_DEVICE
+        if self._refuse_device(device):
+            device = REJECTED_DEVICE
+        self._error(device, topic[:200], "internal error", type(err).__name__)
 
     def _step_segment(self, segment: dict[int, list[tuple[str, Reading]]], now: float) -> None:
         for route in self.routes:
             items = segment.get(id(route))
             if items:
-                self._step_route(route, items, now)
+                try:
+                    self._step_route(route, items, now)
+                except Exception as err:  # noqa: BLE001 - a bug must not stop the service
+                    if self._log_budget.allow("internal"):
+                        log.exception("stepping %s failed (the service goes on)", route.model.name)
+                    for device, _ in items:
+                        self._error(device, "", "internal error", type(err).__name__)
 
     def _step_route(self, route: Route, items: list[tuple[str, Reading]], now: float) -> None:
         table = route.table
         # Waves: the k-th wave holds each device's k-th reading of this batch, so every device advances in order.
         waves: list[list[tuple[int, str, Reading]]] = []
         seen: dict[int, int] = {}
+        last_t: dict[int, float] = {}
         for device, reading in items:
             slot = table.slot(device, now)
             if slot == FULL:
                 self._error(device, "", "device limit reached", f"max_devices={table.max_devices}")
                 continue
+            if slot == RATE_LIMITED:
+                self._error(
+                    device, "", "new device rate limit", f"max_new_devices_per_s={table.max_new_per_s}"
+                )
+                continue
+            if reading.t is not None:
+                # A reading must be newer than the device's last one: a duplicate (e.g. a QoS 1 redelivery)
+                # or a late reading would otherwise advance the state a second time or out of order.
+                previous = last_t.get(slot, table.last_t[slot])
+                if previous == previous and reading.t <= previous:  # previous is NaN when there was none
+                    self._error(device, "", "stale timestamp", f"t={reading.t!r} is not after {previous!r}")
+                    continue
+                last_t[slot] = reading.t
             k = seen.get(slot, 0)
             seen[slot] = k + 1
             if k == len(waves):
@@ -334,7 +475,21 @@ class Service:
             x = np.array([w[2].values for w in wave], dtype=np.float32)
             steps = table.steps[slots]
             outputs, new_state = engine.advance(x, table.state[slots], steps)
-            table.commit(slots, new_state, now)
+            # A reading that would make the state or the output non-finite is refused, not committed: one
+            # such reading would otherwise poison that device's state for good.
+            finite = np.isfinite(new_state).all(axis=1) & np.isfinite(outputs).all(axis=1)
+            if not finite.all():
+                for i in np.flatnonzero(~finite).tolist():
+                    self._error(
+                        wave[i][1], "", "non-finite result", "the reading drives the model out of range"
+                    )
+                wave = [w for w, ok in zip(wave, finite.tolist(), strict=True) if ok]
+                slots, steps = slots[finite], steps[finite]
+                outputs, new_state = outputs[finite], new_state[finite]
+                if not wave:
+                    continue
+            t = np.array([np.nan if w[2].t is None else w[2].t for w in wave], dtype=np.float64)
+            table.commit(slots, new_state, now, t)
             self._publish_predictions(route, wave, steps, outputs)
 
     def _publish_predictions(
@@ -361,14 +516,16 @@ class Service:
             if partial and step_list[i] + 1 < window:
                 msg["partial"] = True
             if svc.output != "batch":
-                publish(route.output_topic(device), json.dumps(msg), qos)
+                # allow_nan=False: what we publish is always valid JSON (non-finite rows were refused above).
+                publish(route.output_topic(device), json.dumps(msg, allow_nan=False), qos)
             if svc.output != "reading":
                 msg.pop("probabilities", None)  # outputs already carry them; batch consumers want it compact
                 msg["device"] = device
                 records.append(msg)
         if records:
-            topic = svc.batch_topic.format(model=route.model.name)
-            publish(topic, json.dumps({"model": route.model.name, "predictions": records}), qos)
+            topic = svc.batch_topic.format(model=topic_safe(route.model.name))
+            body = {"model": route.model.name, "predictions": records}
+            publish(topic, json.dumps(body, allow_nan=False), qos)
         self.counters["readings"] += len(wave)
         self.counters["predictions"] += len(wave)
 
@@ -388,8 +545,11 @@ class Service:
         for route in self.routes:
             evicted = route.table.evict_idle(now)
             if evicted:
-                self.counters["evicted"] += len(evicted)
                 log.info("evicted %d idle devices from %s", len(evicted), route.model.name)
+            if route.table.compact():
+                # The caches hold device ids too; drop them with the slots, so memory really comes back.
+                self._route_cache.clear()
+                route._topics.clear()
 
     # -- snapshots ---------------------------------------------------------------------------------------------
 
@@ -408,27 +568,51 @@ class Service:
             log.error("snapshot to %s failed: %s", path, err)
 
     def _restore(self) -> None:
-        path = self.settings.service.snapshot_path
+        svc = self.settings.service
+        path = svc.snapshot_path
         if not path or not os.path.exists(path):
             return
         try:
-            saved = load_snapshot(path)
-        except ValueError as err:
-            log.error("%s; starting with empty state", err)
-            return
-        for route in self.routes:
-            if route.key not in saved:
-                continue
-            fingerprint, arrays = saved[route.key]
-            if fingerprint != route.model.engine.fingerprint:
-                log.warning("snapshot for %s was taken with other weights; starting it empty", route.key)
-                continue
+            saved = load_snapshot(path, svc.max_snapshot_bytes)
+            restored = []
+            for route in self.routes:
+                if route.key not in saved:
+                    continue
+                fingerprint, arrays = saved[route.key]
+                if fingerprint != route.model.engine.fingerprint:
+                    log.warning("snapshot for %s was taken with other weights; starting it empty", route.key)
+                    continue
+                route.table.load_arrays(arrays, svc.max_device_id_bytes)
+                restored.append(route)
+        except (SnapshotError, OSError) as err:
+            # A bad snapshot must not become a crash loop: keep it for inspection, start empty.
+            aside = f"{path}.rejected-{time.strftime('%Y%m%dT%H%M%S')}"
             try:
-                route.table.load_arrays(arrays)
-            except ValueError as err:
-                log.warning("snapshot for %s not restored: %s", route.key, err)
-                continue
+                os.replace(path, aside)
+            except OSError:
+                aside = "(could not move it)"
+            for route in self.routes:
+                route.table.clear()  # a table restored before the bad part was found goes too
+            log.error("%s; moved to %s, starting with empty state", err, aside)
+            return
+        for route in restored:
             log.info("restored %d devices for %s from %s", len(route.table), route.key, path)
+
+
+class _LogBudget:
+    """At most `per_minute` log lines of each kind a minute, so a flood of failures cannot fill a disk."""
+
+    def __init__(self, per_minute: int = 10):
+        self.per_minute = per_minute
+        self._window: dict[str, tuple[float, int]] = {}
+
+    def allow(self, kind: str) -> bool:
+        now = time.monotonic()
+        start, count = self._window.get(kind, (now, 0))
+        if now - start >= 60.0:
+            start, count = now, 0
+        self._window[kind] = (start, count + 1)
+        return count < self.per_minute
 
 
 def run_until_signal(service: Service, on_started: Callable[[], None] | None = None) -> None:

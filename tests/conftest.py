@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -47,6 +48,9 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence false\n"
+            # Started as root, Mosquitto drops to user `mosquitto`, which cannot read the test's private tmp
+            # folder (log, password file); keep the caller's user (ignored when not root).
+            "user root\n"
             # Tests and benchmarks burst thousands of messages; do not let the broker drop them for queue size.
             "max_queued_messages 1000000\n"
             f"log_dest file {self.log}\n"
@@ -124,6 +128,11 @@ class Collector:
         with self._cond:
             return [(t, json.loads(p)) for t, p in self.messages if t.startswith(prefix)]
 
+    def exactly(self, topic: str) -> int:
+        """How many messages arrived on exactly `topic` (not on topics it is a prefix of)."""
+        with self._cond:
+            return sum(1 for t, _ in self.messages if t == topic)
+
     def count(self, prefix: str) -> int:
         with self._cond:
             return sum(1 for t, _ in self.messages if t.startswith(prefix))
@@ -193,3 +202,33 @@ def offline(model, sequences):
     import keras
 
     return keras.ops.convert_to_numpy(model(sequences, training=False))
+
+
+def start_service(
+    broker_url: str, model, tmp_path=None, name: str = "tiny", broker: dict | None = None, **service
+) -> tuple[Any, threading.Thread]:
+    """A Service on its own thread serving `model` on sensors/+/imu; `service` overrides [service] settings."""
+    from streaming.config import from_dict
+    from streaming.models import build_served
+    from streaming.service import Service
+
+    settings = from_dict(
+        {
+            "broker": {"url": broker_url, "connect_timeout_s": 5.0, **(broker or {})},
+            "service": {"max_delay_ms": 2, "status_interval_s": 0.5, **service},
+            "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
+        }
+    )
+    served = build_served(model, None, name)
+    svc = Service(settings, models={0: served})
+    thread = threading.Thread(target=svc.run, daemon=True)
+    thread.start()
+    assert svc.wait_connected(10), "service never connected"
+    time.sleep(0.2)  # let SUBACK arrive before the test publishes
+    return svc, thread
+
+
+def stop_service(svc, thread: threading.Thread) -> None:
+    svc.stop()
+    thread.join(10)
+    assert not thread.is_alive()

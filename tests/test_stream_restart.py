@@ -149,3 +149,29 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
         lines = [line for line in out.stderr.splitlines() if line.startswith("rnnzoo")]
         assert out.returncode != 0 and len(lines) == 1, (args, out.stderr[-1500:])
         assert "Traceback" not in out.stderr
+
+
+def test_rnnzoo_serve_of_a_step_model_never_loads_tensorflow(mosquitto, collector_factory, tmp_path) -> None:
+    """The command users run: its serving process holds numpy weights only (the child that reads the .keras
+    file exits), so RSS stays small and a restart does not carry TensorFlow's ~600 MB."""
+    tiny_model(seed=3).save(tmp_path / "tiny.keras")
+    col = collector_factory(mosquitto.port, ["rnnzoo/status", "predictions/#"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", "serve", "--model", str(tmp_path / "tiny.keras"), "--topic",
+         "sensors/+/imu", "--broker", mosquitto.url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    pub = publisher(mosquitto.port)
+    try:
+        probe_until_answered(pub, col, "probe")
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "tensorflow" not in maps and "jaxlib" not in maps  # no native library of either backend
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss_mb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+        assert rss_mb < 150, rss_mb
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pub.loop_stop()

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import offline, publisher, tiny_model
-
-from streaming.config import from_dict
-from streaming.models import build_served
-from streaming.service import Service
+from conftest import offline, publisher, start_service, stop_service, tiny_model
 
 TOLERANCE = 1e-5
 
@@ -21,29 +16,6 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
-
-
-def start_service(broker_url: str, model, tmp_path=None, **service) -> tuple[Service, threading.Thread]:
-    settings = from_dict(
-        {
-            "broker": {"url": broker_url, "connect_timeout_s": 5.0},
-            "service": {"max_delay_ms": 2, "status_interval_s": 0.5, **service},
-            "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
-        }
-    )
-    served = build_served(model, None, "tiny")
-    svc = Service(settings, models={0: served})
-    thread = threading.Thread(target=svc.run, daemon=True)
-    thread.start()
-    assert svc.wait_connected(10), "service never connected"
-    time.sleep(0.2)  # let SUBACK arrive before the test publishes
-    return svc, thread
-
-
-def stop_service(svc: Service, thread: threading.Thread) -> None:
-    svc.stop()
-    thread.join(10)
-    assert not thread.is_alive()
 
 
 def by_device(messages: list[tuple[str, dict]]) -> dict[str, list[dict]]:
@@ -172,21 +144,24 @@ def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(
     pub.loop_stop()
 
 
-def test_new_devices_beyond_the_cap_get_an_error_and_reset_restarts_a_device(
+def test_a_full_table_makes_room_by_evicting_the_least_recently_seen_and_reset_restarts_a_device(
     mosquitto, collector_factory, model
 ) -> None:
     svc, thread = start_service(mosquitto.url, model, max_devices=2, ttl_s=None)
     col = collector_factory(mosquitto.port, ["predictions/#", "errors/#"])
     pub = publisher(mosquitto.port)
     x = json.dumps({"values": [0.1, 0.2, 0.3]})
-    for device in ["a", "b", "c", "a"]:
+    for n, device in enumerate(["a", "b", "c", "a", "c"], start=1):  # one at a time: one batch each
         pub.publish(f"sensors/{device}/imu", x)
-    assert col.wait_for(lambda: col.count("predictions/") >= 3 and col.count("errors/") >= 1)
-    assert col.of("errors/c")[0][1]["reason"] == "device limit reached"
-    pub.publish("sensors/a/reset", b"")
-    pub.publish("sensors/a/imu", x)
-    assert col.wait_for(lambda: col.count("predictions/a/") >= 3)
-    assert [m["step"] for _, m in col.of("predictions/a/")] == [0, 1, 0]
+        assert col.wait_for(lambda n=n: col.count("predictions/") >= n)
+    steps = {d: [m["step"] for _, m in col.of(f"predictions/{d}/")] for d in "abc"}
+    # c took a's place, then a (a newcomer again, from step 0) took b's; c kept its state throughout.
+    assert steps == {"a": [0, 0], "b": [0], "c": [0, 1]} and col.count("errors/") == 0
+    assert svc._counters()["evicted_lru"] == 2 and svc._counters()["evicted"] == 2
+    pub.publish("sensors/c/reset", b"")
+    pub.publish("sensors/c/imu", x)
+    assert col.wait_for(lambda: col.count("predictions/c/") >= 3)
+    assert [m["step"] for _, m in col.of("predictions/c/")] == [0, 1, 0]
     stop_service(svc, thread)
     pub.loop_stop()
 

@@ -58,14 +58,36 @@ def test_bad_payloads_have_a_reason(payload: bytes, reason: str) -> None:
 
 def test_state_table_slots_cap_ttl_and_reset() -> None:
     table = StateTable(state_size=2, max_devices=3, ttl_s=10, initial_capacity=1)
-    slots = [table.slot(d, now=0.0) for d in "abc"]
-    assert len(set(slots)) == 3 and table.slot("d", now=5.0) == FULL
-    table.commit(
-        np.array(slots[:2]), np.ones((2, 2), np.float32), now=8.0
-    )  # a, b seen at t=8; c idle since 0
-    assert table.slot("d", now=11.0) != FULL and "c" not in table  # c evicted to make room
-    assert table.remove("a") and table.slot("a", now=12.0) >= 0 and table.steps[table.slot("a", 12.0)] == 0
-    assert table.evict_idle(now=100.0) and len(table) == 0
+    slots = [table.slot(d, now=float(i)) for i, d in enumerate("abc")]
+    assert len(set(slots)) == 3
+    # Full: the least recently seen device ("a", seen at 0) makes room; nobody is locked out.
+    assert table.slot("d", now=5.0) >= 0 and "a" not in table and {"b", "c", "d"} <= set(table.devices())
+    assert table.counters["evicted_lru"] == 1
+    table.commit(np.array([table.slot("b", 8.0), table.slot("c", 8.0)]), np.ones((2, 2), np.float32), now=8.0)
+    assert table.slot("e", now=16.0) >= 0 and "d" not in table  # d idle since 5, past the ttl: idle eviction
+    assert table.counters["evicted_idle"] == 1
+    assert table.remove("b") and table.slot("b", now=16.0) >= 0 and table.steps[table.slot("b", 16.0)] == 0
+    assert len(table.evict_idle(now=100.0)) == 3 and len(table) == 0 and table.counters["evicted_idle"] == 4
+
+
+def test_devices_of_the_batch_being_built_are_never_evicted_for_a_newcomer() -> None:
+    table = StateTable(state_size=1, max_devices=2)
+    table.slot("a", 1.0), table.slot("b", 1.0)
+    assert table.slot("c", 1.0) == FULL and table.counters["refused_full"] == 1  # both seen in this batch
+
+
+def test_new_device_cap_and_compaction_after_a_mass_eviction() -> None:
+    table = StateTable(state_size=4, max_devices=100_000, ttl_s=1, initial_capacity=8, max_new_per_s=1000)
+    admitted = [table.slot(f"fake{i}", now=0.0) for i in range(1500)]
+    assert sum(s >= 0 for s in admitted) == 1000 and table.counters["refused_rate"] == 500
+    assert table.slot("fake0", now=0.0) >= 0  # a known device is never rate limited
+    for i in range(20):  # refilled at 1000/s
+        table.slot(f"more{i}", now=1.0 + i)
+    assert table.capacity >= 1024
+    table.slot("real", now=100.0)
+    table.evict_idle(now=100.0)
+    assert len(table) == 1 and table.compact() and table.capacity == 8
+    assert table.devices() == ["real"] and table.steps[table.slot("real", 100.0)] == 0
 
 
 def test_snapshot_roundtrip_is_atomic_and_exact(tmp_path) -> None:

@@ -12,11 +12,29 @@ import sys
 from pathlib import Path
 
 import zoo
+from zoo import cards
 from zoo.cards import IntegrityError
 
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line."""
+
+
+# Upper bounds on work a single command may ask for: beyond them a typo turns into minutes of CPU.
+MAX_BEAM = 64
+MAX_TEMPERATURE = 100.0
+MIN_AUDIO_SECONDS = 0.05
+
+
+def _finite_temperature(value: float, option: str = "--temperature", allow_zero: bool = False) -> None:
+    import math
+
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and low_ok and value <= MAX_TEMPERATURE):
+        low = ">= 0" if allow_zero else "above 0"
+        raise UserError(
+            f"{option} must be a finite number {low} and at most {MAX_TEMPERATURE:g} (got {value})"
+        )
 
 
 def _headline(card: dict) -> str:
@@ -73,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         and v is not None
     }
     card = zoo.train(args.name, out=args.out, **overrides)
-    out = Path(args.out) if args.out else Path("saved_models")
+    out = Path(args.out) if args.out else cards.SAVED_MODELS
     print(f"wrote {out / card['name']}: {_headline(card)} (wall time {card['recipe']['wall_time_s']} s)")
     return 0
 
@@ -124,10 +142,17 @@ def _read_input(path: str) -> np.ndarray:  # noqa: F821 (numpy imported lazily)
         raise UserError(f"input file {path} does not exist")
     try:
         if p.suffix == ".npy":
-            return np.load(p, allow_pickle=False).astype("float32")
-        return np.loadtxt(p, delimiter=",", dtype="float32", ndmin=2)
-    except ValueError as e:
-        raise UserError(f"cannot read {path} as numbers ({e})") from None
+            x = np.load(p, allow_pickle=False).astype("float32")
+        else:
+            x = np.loadtxt(p, delimiter=",", dtype="float32", ndmin=2)
+    except EOFError:
+        raise UserError(f"{path} is empty or truncated") from None
+    except (ValueError, TypeError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"cannot read {path} as numbers ({first})") from None
+    if x.size == 0:
+        raise UserError(f"{path} holds no values (shape {list(x.shape)})")
+    return x
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -135,14 +160,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     card = zoo.card(args.name)
     pre = card["preprocessing"]
+    if "n_features" not in pre or pre.get("tokenizer_file") or card.get("kind") in ("ctc", "translation"):
+        raise UserError(
+            f"{args.name} does not read numeric readings ({card.get('kind')} model); "
+            "predict takes sensor-style models: see rnnzoo list"
+        )
     f, t = pre["n_features"], pre.get("sequence_length")
+    window = (card.get("streaming") or {}).get("mode") == "window"
     x = _read_input(args.input)
     if x.ndim == 2:
         x = x[None]
-    expected = f"[steps, {f}] or [sequences, steps, {f}]" + (
-        f" with steps = {t}" if card["streaming"]["mode"] == "window" else ""
-    )
-    if x.ndim != 3 or x.shape[-1] != f or (card["streaming"]["mode"] == "window" and t and x.shape[1] != t):
+    expected = f"[steps, {f}] or [sequences, steps, {f}]" + (f" with steps = {t}" if window else "")
+    if x.ndim != 3 or x.shape[-1] != f or (window and t and x.shape[1] != t):
         raise UserError(f"input has shape {list(x.shape)}; {args.name} expects {expected}")
     if not np.isfinite(x).all():
         raise UserError("input contains NaN or infinite values")
@@ -158,11 +187,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    print(zoo.transcribe(args.name, args.wav, beam_width=args.beam_width))
+    if not 0 <= args.beam_width <= MAX_BEAM:
+        raise UserError(f"--beam-width must be between 0 (greedy) and {MAX_BEAM} (got {args.beam_width})")
+    _long_enough(args.wav, zoo.card(args.name))
+    digits = zoo.transcribe(args.name, args.wav, beam_width=args.beam_width)
+    if not digits:
+        print(f"rnnzoo: no digits recognised in {args.wav}", file=sys.stderr)
+        return 1
+    print(digits)
     return 0
 
 
+def _long_enough(path: str, card: dict) -> None:
+    """Refuse audio too short to hold a word (a few samples decode to nothing, silently)."""
+    from zoo.audio import read_wav
+
+    rate = int(card.get("preprocessing", {}).get("features", {}).get("sample_rate", 16000))
+    wave = read_wav(path, rate)
+    if len(wave) < MIN_AUDIO_SECONDS * rate:
+        raise UserError(f"{path} holds {len(wave) / rate * 1000:.1f} ms of audio; a spoken word needs more")
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
+    _long_enough(args.input, zoo.card(args.name))
     detections = zoo.listen(args.name, args.input)
     keyword = zoo.card(args.name)["preprocessing"].get("keyword", "keyword")
     for d in detections:
@@ -193,8 +240,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         raise UserError(f"--bars must be at least 1 (got {args.bars})")
     if args.prime_bars < 1:
         raise UserError(f"--prime-bars must be at least 1 (got {args.prime_bars})")
-    if not args.temperature > 0:
-        raise UserError(f"--temperature must be above 0 (got {args.temperature})")
+    _finite_temperature(args.temperature)
     if args.max_notes is not None and args.max_notes < 1:
         raise UserError(f"--max-notes must be at least 1 (got {args.max_notes})")
     out = _writable(args.out, "--out")
@@ -234,6 +280,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    _finite_temperature(args.temperature, allow_zero=True)
     text = zoo.generate(
         args.name, args.prompt, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed
     )
@@ -262,8 +309,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     if not args.sentences:
         raise UserError('no sentence to translate: pass one or more sentences ("…")')
-    if args.beam < 1:
-        raise UserError(f"--beam must be at least 1 (got {args.beam})")
+    if not 1 <= args.beam <= MAX_BEAM:
+        raise UserError(f"--beam must be between 1 and {MAX_BEAM} (got {args.beam})")
     for out in zoo.translate(args.name, args.sentences, beam=args.beam):
         print(out)
     return 0
