@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,17 +36,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from streaming.ports import free_port, wait_port  # noqa: E402
 
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 DEFAULT_MODEL = "activity-gru-causal"
 WINDOW = 4000  # readings in flight during the throughput phase
 READY_TOPIC = "bench/ready"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_mosquitto(workdir: str) -> tuple[subprocess.Popen, int]:
@@ -59,14 +53,8 @@ def start_mosquitto(workdir: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
+    wait_port(port)
+    return proc, port
 
 
 def mqtt_client():
@@ -197,7 +185,7 @@ def stateful_copy(model):
     """The same network rebuilt with stateful=True and batch size 1: the usual way to serve Keras per reading."""
     import keras
 
-    from streaming.step import _chain
+    from zoo.step import _chain
 
     x = inputs = keras.Input(batch_shape=(1, 1, model.inputs[0].shape[-1]))
     for layer in _chain(model):
@@ -213,7 +201,7 @@ def stateful_copy(model):
 def role_naive(port: int, model_spec: str) -> None:
     """Naive baseline: one Keras stateful model called per message, each device's state swapped in and out."""
     from streaming.models import load_keras
-    from streaming.step import StepModel
+    from zoo.step import StepModel
 
     model, card, name = load_keras(model_spec)
     StepModel.from_keras(model)  # refuse non-causal models here too

@@ -14,18 +14,7 @@ from pathlib import Path
 
 import zoo
 from zoo import cards
-from zoo.registry import REGISTRY
-
-# Same recipe, different cell: each card of a group carries the group's comparison table.
-CELL_COMPARISONS = {
-    ("sentiment-bilstm", "sentiment-bigru", "sentiment-bisimple"): ("accuracy", "macro_f1"),
-    ("activity-gru-causal", "activity-lstm-causal", "activity-simple-causal"): (
-        "accuracy",
-        "balanced_accuracy",
-        "per_step_accuracy_mean",
-    ),
-    ("chorales-gru", "chorales-lstm", "chorales-simple"): ("nll_per_frame",),
-}
+from zoo.registry import REGISTRY, cell_comparisons
 
 
 def main() -> None:
@@ -47,7 +36,7 @@ def main() -> None:
         }
         print(f"[{i}/{len(names)}] {name}: {headline} in {time.perf_counter() - start:.0f} s", flush=True)
     root = Path(args.out) if args.out else None
-    for group, metrics in CELL_COMPARISONS.items():
+    for group, metrics in cell_comparisons().items():  # same recipe, different cell: one table per group
         if set(group) & set(names) and all(
             (cards.model_dir(n, root) / cards.CARD_FILE).is_file() for n in group
         ):

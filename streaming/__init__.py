@@ -1,9 +1,7 @@
-"""Streaming inference of causal recurrent models over MQTT: exact numpy steps, per-device state, micro-batches.
+"""The MQTT service that streams the zoo's models: per-device state, micro-batches, one step per reading.
 
-Public pieces: `StepModel` (step.py), `WindowModel` (window.py), `StateTable` (state.py), `Service`
-(service.py), `register` for the rnnzoo CLI (cli.py). Importing this package does not import Keras.
+Built on the zoo's runtime — `zoo.step.StepModel` (exact numpy steps) — never the other way round. Pieces:
+`StateTable` (state.py), `WindowModel` (window.py), payload parsing (payloads.py), `Service` (service.py),
+the simulator and demo, and `register` for the rnnzoo CLI (cli.py). Importing this package imports neither
+Keras nor TensorFlow.
 """
-
-from streaming.step import NotStepable, StepModel
-
-__all__ = ["NotStepable", "StepModel"]

@@ -25,7 +25,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from streaming.config import ConfigError
     from streaming.models import ModelError
     from streaming.service import BrokerUnreachable
-    from streaming.step import NotStepable
+    from zoo.step import NotStepable
 
     return (ConfigError, ModelError, BrokerUnreachable, NotStepable, ConnectionError, OSError, ValueError)
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from streaming.step import NotStepable, StepModel
 from streaming.window import WindowModel
+from zoo.step import NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
 
@@ -49,7 +52,7 @@ def _zoo() -> Any | None:
 
 def load_keras(spec: str) -> tuple[Any, dict | None, str]:
     """(keras model, card or None, display name) for a zoo name or a path to a .keras file."""
-    if spec.endswith(".keras") or os.sep in spec or os.path.exists(spec):
+    if _is_path(spec):
         if not os.path.exists(spec):
             raise ModelError(f"model file {spec!r} not found")
         from zoo.backend import keras
@@ -73,10 +76,25 @@ def load_keras(spec: str) -> tuple[Any, dict | None, str]:
     known = list(zoo.list_models())
     if spec not in known:
         raise ModelError(f"unknown model {spec!r}; available: {', '.join(known) or 'none'}")
+    _check_streamable(zoo, spec)
     try:
         return zoo.load(spec), zoo.card(spec), spec
     except Exception as err:  # a corrupt file or a hash mismatch: one line, not a traceback
         raise ModelError(f"cannot load zoo model {spec!r}: {str(err).splitlines()[0][:160]}") from None
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith(".keras") or os.sep in spec or os.path.exists(spec)
+
+
+def _check_streamable(zoo: Any, name: str) -> None:
+    """A zoo model must declare the stream capability (a text or music model has no sensor readings)."""
+    try:
+        zoo.require(name, zoo.Capability.STREAM)
+    except zoo.CapabilityError as err:
+        raise ModelError(str(err)) from None
+    except zoo.UnknownModelError as err:
+        raise ModelError(str(err)) from None
 
 
 def _card_beside(path: str, digest: str) -> dict | None:
@@ -120,10 +138,10 @@ def serve_model(
     isolate=True reads the Keras file in a child process and keeps only the numpy step model here, so a
     serving process of a step-mode model never carries TensorFlow (~700 MB of RSS).
     """
+    if not _is_path(spec) and (zoo := _zoo()) is not None:
+        _check_streamable(zoo, spec)  # before a child process spends seconds importing TensorFlow
     if isolate and mode != "window":
-        from streaming.export import export_in_child
-
-        engine, meta = export_in_child(spec, mode, compute_dtype)
+        engine, meta = export_in_child(spec, mode, compute_dtype, window)
         if engine is not None:
             return ServedModel(
                 name or meta["name"], engine, meta["class_names"], None, meta["card"], meta["note"]
@@ -162,3 +180,37 @@ def build_served(
         except ValueError as err:
             raise ModelError(f"model {name!r}: {err}") from None
     return ServedModel(name, engine, class_names_for(model, card), model, card, note)
+
+
+def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> tuple[Any, dict]:
+    """Run the export in a child process; return (StepModel or None for window mode, metadata)."""
+    with tempfile.TemporaryDirectory(prefix="rnnzoo-export-") as tmp:
+        out = os.path.join(tmp, "step.npz")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-I",  # isolated: the current folder and PYTHON* variables cannot inject code into the child
+                "-m",
+                "streaming.export",
+                spec,
+                out,
+                "--mode",
+                mode,
+                "--compute-dtype",
+                compute_dtype,
+                *(["--window", str(window)] if window else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelError(f"exporting {spec!r} failed: {tail[:200]}")
+        meta = json.loads(lines[-1])
+        if "error" in meta:
+            raise ModelError(meta["error"])
+        engine = StepModel.load(out) if meta["mode"] == "step" else None
+        return engine, meta

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import zoo
-from streaming.step import StepModel
 from zoo.cli import main
 from zoo.compose import count_notes, generate, sample_frame
 from zoo.data import music
+from zoo.step import StepModel
 from zoo.tasks.music import with_start
 
 CHORALE_MODELS = [n for n in ("chorales-lstm", "chorales-gru", "chorales-simple") if n in zoo.list_models()]
@@ -97,7 +97,7 @@ def test_cli_compose_writes_midi_and_png(tmp_path, capsys) -> None:
         (["--bars", "-3"], "--bars must be at least 1"),
         (["--prime", "bwv9999"], "unknown prime 'bwv9999'"),
         (["--out", "/no/such/folder/x.mid"], "does not exist"),
-        (["--temperature", "0"], "--temperature must be above 0"),
+        (["--temperature", "0"], "--temperature must be a finite number above 0"),
     ],
 )
 def test_cli_bad_options_are_one_line(tmp_path, capsys, options, expected) -> None:

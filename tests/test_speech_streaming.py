@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import zoo
-from streaming.step import StepModel
 from zoo.audio import FrontEnd
 from zoo.builder import Architecture, build_model
+from zoo.step import StepModel
 from zoo.tasks.speech import KWS_REFRACTORY, listen_wave
 
 KWS = "keyword-seven-gru"
@@ -57,7 +57,7 @@ def test_shipped_spotter_steps_like_keras_and_card_records_it() -> None:
 @pytest.mark.skipif(KWS not in zoo.list_models(), reason="keyword spotter not shipped")
 def test_listen_reports_times_from_the_stream() -> None:
     card = zoo.card(KWS)
-    detections = listen_wave(zoo.load(KWS), card, _noise_wave(3.0))
+    detections = listen_wave(zoo.predictor(KWS).stepper, card, _noise_wave(3.0))
     for d in detections:
         assert 0 < d["time_s"] <= 3.0 and d["probability"] >= card["test_metrics"]["threshold"]
     times = [d["time_s"] for d in detections]

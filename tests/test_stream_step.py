@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from streaming.step import NotStepable, StepModel
 from streaming.window import WindowModel
+from zoo.step import NotStepable, StepModel
 
 TOLERANCE = 1e-5
 

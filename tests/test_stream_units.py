@@ -11,7 +11,7 @@ from conftest import offline, tiny_model
 from streaming.config import ConfigError, from_dict
 from streaming.payloads import PayloadError, parse
 from streaming.state import FULL, StateTable, load_snapshot, save_snapshot
-from streaming.step import StepModel
+from zoo.step import StepModel
 
 
 def test_json_and_senml_forms_give_the_same_reading() -> None:

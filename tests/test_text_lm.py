@@ -15,6 +15,7 @@ import zoo
 from zoo import cards
 from zoo.builder import Architecture, build_model
 from zoo.registry import REGISTRY
+from zoo.step import StepModel
 from zoo.tasks import TASKS
 from zoo.tasks.text import CharLMTask, KneserNey
 from zoo.text import CharVocab, generate_text, load_tokenizer, next_char_distribution, tokenizer_from_dict
@@ -25,14 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[keras.Model, CharVocab]:
+def tiny() -> tuple[keras.Model, CharVocab, StepModel]:
     vocab = CharVocab.fit("And God said, In the beginning God created the heaven and the earth.\n")
     v = len(vocab)
     keras.utils.set_random_seed(3)
     model = build_model(
         Architecture(cell="lstm", units=12, layers=2), "step_classification", v, v, np.zeros(v), np.ones(v)
     )
-    return model, vocab
+    return model, vocab, StepModel.from_keras(model)
 
 
 def test_char_vocab_round_trip() -> None:
@@ -46,18 +47,18 @@ def test_char_vocab_round_trip() -> None:
 
 
 def test_same_seed_same_text_and_other_seed_differs(tiny) -> None:
-    model, vocab = tiny
-    a = generate_text(model, vocab, "And ", 200, temperature=1.0, top_k=5, seed=7)
-    b = generate_text(model, vocab, "And ", 200, temperature=1.0, top_k=5, seed=7)
-    c = generate_text(model, vocab, "And ", 200, temperature=1.0, top_k=5, seed=8)
+    model, vocab, stepper = tiny
+    a = generate_text(stepper, vocab, "And ", 200, temperature=1.0, top_k=5, seed=7)
+    b = generate_text(stepper, vocab, "And ", 200, temperature=1.0, top_k=5, seed=7)
+    c = generate_text(stepper, vocab, "And ", 200, temperature=1.0, top_k=5, seed=8)
     assert a == b and a != c and len(a) == 200 and set(a) <= set(vocab.chars)
 
 
 def test_temperature_to_zero_is_greedy_and_greedy_follows_keras(tiny) -> None:
-    model, vocab = tiny
-    greedy = generate_text(model, vocab, "the ", 60, temperature=0.0)
-    assert generate_text(model, vocab, "the ", 60, temperature=1e-6, seed=1) == greedy
-    assert generate_text(model, vocab, "the ", 60, temperature=1.0, top_k=1, seed=2) == greedy
+    model, vocab, stepper = tiny
+    greedy = generate_text(stepper, vocab, "the ", 60, temperature=0.0)
+    assert generate_text(stepper, vocab, "the ", 60, temperature=1e-6, seed=1) == greedy
+    assert generate_text(stepper, vocab, "the ", 60, temperature=1.0, top_k=1, seed=2) == greedy
     # Greedy: each generated character is the argmax of Keras run on everything before it.
     ids = vocab.encode("the " + greedy)
     probs = np.asarray(model.predict(vocab.one_hot(ids[None, :-1]), verbose=0))[0]
@@ -65,8 +66,10 @@ def test_temperature_to_zero_is_greedy_and_greedy_follows_keras(tiny) -> None:
 
 
 def test_step_by_step_generation_equals_keras_on_the_whole_sequence(tiny) -> None:
-    model, vocab = tiny
-    text, step_probs = generate_text(model, vocab, "In the ", 120, temperature=1.0, seed=0, return_probs=True)
+    model, vocab, stepper = tiny
+    text, step_probs = generate_text(
+        stepper, vocab, "In the ", 120, temperature=1.0, seed=0, return_probs=True
+    )
     ids = vocab.encode("In the " + text)
     keras_probs = np.asarray(model.predict(vocab.one_hot(ids[None, :-1]), verbose=0))[0]
     assert step_probs.shape == keras_probs.shape
@@ -90,9 +93,9 @@ def test_next_char_distribution_top_k_and_temperature() -> None:
     ],
 )
 def test_bad_generation_requests_raise_one_clear_error(tiny, prompt, length, message) -> None:
-    model, vocab = tiny
+    model, vocab, stepper = tiny
     with pytest.raises(ValueError, match=message):
-        generate_text(model, vocab, prompt, length)
+        generate_text(stepper, vocab, prompt, length)
 
 
 def test_kneser_ney_is_a_distribution() -> None:
@@ -142,11 +145,11 @@ def test_shipped_char_lm_matches_its_card_and_beats_the_ngram() -> None:
 
 @shipped
 def test_shipped_generation_is_seeded_and_fast() -> None:
-    model = zoo.load(LM)
-    assert isinstance(model.tokenizer, CharVocab)
-    generate_text(model, model.tokenizer, "And ", 10, seed=0)  # build the step engine once
+    p = zoo.predictor(LM)
+    assert isinstance(p.tokenizer, CharVocab) and not hasattr(zoo.load(LM), "tokenizer")
+    generate_text(p.stepper, p.tokenizer, "And ", 10, seed=0)  # build the step engine once
     start = time.perf_counter()
-    text = generate_text(model, model.tokenizer, "And ", 1000, temperature=0.8, seed=1)
+    text = generate_text(p.stepper, p.tokenizer, "And ", 1000, temperature=0.8, seed=1)
     assert time.perf_counter() - start < 1.0
     assert text == zoo.generate(LM, "And ", 1000, temperature=0.8, seed=1)
     assert len(text.split()) > 100  # words separated by spaces, not noise

@@ -87,10 +87,10 @@ def test_shipped_sentiment_model_matches_its_card(name) -> None:
 
 @_shipped("sentiment-bilstm")
 def test_shipped_classifier_reads_clear_sentences_and_keeps_its_vocabulary() -> None:
-    model = zoo.load("sentiment-bilstm")
+    p = zoo.predictor("sentiment-bilstm")
     assert (
-        isinstance(model.tokenizer, WordTokenizer)
-        and len(model.tokenizer) == zoo.card("sentiment-bilstm")["preprocessing"]["vocab_size"]
+        isinstance(p.tokenizer, WordTokenizer)
+        and len(p.tokenizer) == zoo.card("sentiment-bilstm")["preprocessing"]["vocab_size"]
     )
     out = zoo.classify_text(
         "sentiment-bilstm",

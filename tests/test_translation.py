@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.builder import build_seq2seq
 from zoo.tasks.translation import EN_FR
 
 # `zoo.translate` is the public function; the module is reached through importlib.
@@ -49,7 +50,7 @@ def test_tokenizer_round_trips_text_and_keeps_placeholders_whole() -> None:
 
 def _random_translator(seed: int = 0) -> tr.Translator:
     keras.utils.set_random_seed(seed)
-    model = tr.build_seq2seq(30, 25, units=8, embedding=6)
+    model = build_seq2seq(30, 25, units=8, embedding=6)
     return tr.Translator(
         model, tr.Vocab([f"s{i}" for i in range(26)]), tr.Vocab([f"t{i}" for i in range(21)]), 12
     )

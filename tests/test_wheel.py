@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,22 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _build_wheel(out: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    # Built from a fresh copy of what the project ships: setuptools never deletes stale files from a checkout's
+    # build/ folder, so a module removed from the tree could still ride along in a wheel built in place.
+    source = out.parent / "source"
+    for item in ("zoo", "streaming", "saved_models"):
+        shutil.copytree(ROOT / item, source / item, ignore=shutil.ignore_patterns("__pycache__"))
+    for item in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / item, source / item)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip_wheel, "-w", str(out), str(source)], check=True, capture_output=True)
     (wheel,) = out.glob("rnn_zoo-*.whl")
     return wheel
 
@@ -37,7 +31,8 @@ def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path
     wheel = _build_wheel(tmp_path / "dist")
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {p.relative_to(ROOT).as_posix() for d in ("zoo", "streaming") for p in (ROOT / d).rglob("*.py")}
-    assert sources <= names, f"modules missing from the wheel: {sorted(sources - names)}"
+    shipped = {n for n in names if n.endswith(".py")}
+    assert sources == shipped, f"missing: {sorted(sources - shipped)}, stale: {sorted(shipped - sources)}"
     models = {
         "zoo/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "saved_models").rglob("*") if p.is_file()
     }

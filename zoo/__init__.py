@@ -17,17 +17,20 @@ from typing import TYPE_CHECKING
 # function of the same name on its first import. It is light (numpy; music21, mido, matplotlib load when used).
 from zoo import cards
 from zoo.compose import compose
-from zoo.registry import REGISTRY, UnknownModelError, get_spec
+from zoo.registry import REGISTRY, Capability, CapabilityError, UnknownModelError, get_spec, require
 from zoo.translate import translate  # (same reason as compose: a function named like its module)
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
 
+    from zoo.inference import Predictor
+
 __all__ = [
     "list_models",
     "card",
     "load",
+    "predictor",
     "train",
     "evaluate",
     "test_data",
@@ -38,6 +41,9 @@ __all__ = [
     "classify_text",
     "translate",
     "UnknownModelError",
+    "CapabilityError",
+    "Capability",
+    "require",
 ]
 
 
@@ -58,20 +64,30 @@ def card(name: str) -> dict:
 
 
 def load(name: str) -> keras.Model:
-    """Load a shipped model offline, after checking its sha256 against the card (Keras ``safe_mode``)."""
+    """Load a shipped model offline, after checking its sha256 (and its assets') against the card (Keras
+    ``safe_mode``). For the tokenizer and step engine that go with it, use `predictor`."""
     from zoo.backend import keras
 
     folder = _folder(name)
     info = cards.read_card(folder)
     path = cards.verify(folder, info)
-    assets = cards.verify_assets(folder, info)
-    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    cards.verify_assets(folder, info)
+    return keras.models.load_model(path, safe_mode=True, compile=False)
+
+
+def predictor(name: str) -> Predictor:
+    """A shipped model with its card, its tokenizer (text models) and its numpy step engine (on first use)."""
+    from zoo.inference import Predictor
+
+    model = load(name)
+    info = card(name)
+    tokenizer = None
     tokenizer_file = info.get("preprocessing", {}).get("tokenizer_file")
-    if tokenizer_file:  # text models keep the vocabulary they were trained with
+    if tokenizer_file:  # text models keep the vocabulary they were trained with (verified by load above)
         from zoo.text import load_tokenizer
 
-        model.tokenizer = load_tokenizer(assets[tokenizer_file])
-    return model
+        tokenizer = load_tokenizer(_folder(name) / tokenizer_file)
+    return Predictor(name, model, info, tokenizer)
 
 
 def test_data(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -97,14 +113,14 @@ def evaluate(name: str) -> dict:
     spec = get_spec(name)
     task = TASKS[spec.task]
     model = load(name)
-    return task.evaluate(model, task.prepare(spec.recipe.seed, spec.head), spec.head)
+    return task.evaluate(model, task.prepare(spec.recipe.seed, spec.head, spec.recipe.batch_size), spec.head)
 
 
-def _speech_model(name: str, kind: str, what: str) -> tuple[keras.Model, dict]:
-    info = card(name)
-    if info.get("kind") != kind:
-        raise ValueError(f"{name} is a {info.get('kind')} model, not {what}")
-    return load(name), info
+def _predictor_for(name: str, capability: Capability) -> Predictor:
+    """The model's Predictor, once the registry says the model can do ``capability`` (else one clear
+    CapabilityError, before anything is loaded)."""
+    require(name, capability)
+    return predictor(name)
 
 
 def transcribe(name: str, wav_path: str | Path, beam_width: int = 16) -> str:
@@ -112,8 +128,8 @@ def transcribe(name: str, wav_path: str | Path, beam_width: int = 16) -> str:
     ``digits-ctc-bigru``; `zoo.audio.AudioError` (a ValueError) for unusable audio."""
     from zoo.tasks.speech import load_audio, transcribe_wave
 
-    model, info = _speech_model(name, "ctc", "a CTC transcriber (try digits-ctc-bigru)")
-    return transcribe_wave(model, info, load_audio(wav_path, info), beam_width)
+    p = _predictor_for(name, Capability.TRANSCRIBE)
+    return transcribe_wave(p.model, p.card, load_audio(wav_path, p.card), beam_width)
 
 
 def listen(name: str, wav_path: str | Path) -> list[dict]:
@@ -121,15 +137,8 @@ def listen(name: str, wav_path: str | Path) -> list[dict]:
     detection: ``time_s`` and ``probability``."""
     from zoo.tasks.speech import listen_wave, load_audio
 
-    model, info = _speech_model(name, "keyword-spotting", "a keyword spotter (try keyword-seven-gru)")
-    return listen_wave(model, info, load_audio(wav_path, info))
-
-
-def _text_model(name: str, kind: str, what: str) -> tuple[keras.Model, dict]:
-    info = card(name)
-    if info.get("kind") != kind:
-        raise ValueError(f"{name} is a {info.get('kind')} model, not {what}")
-    return load(name), info
+    p = _predictor_for(name, Capability.LISTEN)
+    return listen_wave(p.stepper, p.card, load_audio(wav_path, p.card))
 
 
 def generate(
@@ -145,8 +154,8 @@ def generate(
     > 0 samples among the k most likely characters. Bad requests raise ValueError with one clear sentence."""
     from zoo.text import generate_text
 
-    model, _ = _text_model(name, "generation", "a character language model (try kjv-char-lstm)")
-    return generate_text(model, model.tokenizer, prompt, length, temperature, top_k, seed)
+    p = _predictor_for(name, Capability.GENERATE)
+    return generate_text(p.stepper, p.tokenizer, prompt, length, temperature, top_k, seed)
 
 
 def classify_text(name: str, texts: str | list[str]) -> list[dict]:
@@ -154,5 +163,5 @@ def classify_text(name: str, texts: str | list[str]) -> list[dict]:
     "probabilities"}`` per text. Empty or over-long texts raise ValueError with one clear sentence."""
     from zoo.text import classify
 
-    model, info = _text_model(name, "text-classification", "a text classifier (try sentiment-bilstm)")
-    return classify(model, model.tokenizer, info["preprocessing"]["class_names"], texts)
+    p = _predictor_for(name, Capability.CLASSIFY)
+    return classify(p.model, p.tokenizer, p.card["preprocessing"]["class_names"], texts)

@@ -1,7 +1,7 @@
 """The one recurrent-stack builder: every model in the zoo is made here.
 
 A model is a linear chain ``Input -> Normalization -> [recurrent layer] x layers -> Dropout -> head``. Keeping
-it a chain of standard Keras layers is what lets `streaming.step` read the weights and step it one reading at a
+it a chain of standard Keras layers is what lets `zoo.step` read the weights and step it one reading at a
 time, and lets `.keras` files load with `safe_mode=True` on either backend.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from zoo.architecture import HEADS, Architecture
 from zoo.backend import keras
 
-__all__ = ["CELLS", "HEADS", "Architecture", "build_model", "is_causal"]
+__all__ = ["CELLS", "HEADS", "Architecture", "build_model", "build_seq2seq", "is_causal"]
 
 CELLS = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -77,3 +77,51 @@ def is_causal(model: keras.Model) -> bool:
         if isinstance(layer, keras.layers.RNN) and not layer.return_sequences:
             return False
     return True
+
+
+# A declared extension of the one builder, for the task whose model is not one recurrent chain.
+def build_seq2seq(
+    n_source: int,
+    n_target: int,
+    cell: str = "gru",
+    units: int = 128,
+    embedding: int = 128,
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+    name: str = "seq2seq",
+) -> keras.Model:
+    """Encoder (GRU, LSTM or SimpleRNN, optionally bidirectional) -> GRU decoder with Luong dot-product attention.
+
+    Inputs ``source [N, S]`` and ``target_in [N, T]`` (ids, 0-padded, masked); output ``[N, T, n_target]``
+    probabilities of the next target token. The decoder's width is the encoder's output width (2 x units when
+    bidirectional), so its states can be scored directly against the encoder outputs."""
+
+    cells = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM, "simple": keras.layers.SimpleRNN}
+    if cell not in cells:
+        raise ValueError(f"the encoder cell must be gru, lstm or simple (got {cell!r})")
+    width = units * (2 if bidirectional else 1)
+    src = keras.Input(shape=(None,), dtype="int32", name="source")
+    tgt = keras.Input(shape=(None,), dtype="int32", name="target_in")
+    x = keras.layers.Embedding(n_source, embedding, mask_zero=True, name="src_embed")(src)
+    rnn = cells[cell](units, return_sequences=True, return_state=True, dropout=dropout, name=f"enc_{cell}")
+    if bidirectional:
+        outs = keras.layers.Bidirectional(rnn, name=f"enc_bi{cell}")(x)
+        enc, states = outs[0], outs[1:]
+        # LSTM returns (h, c) per direction; the decoder starts from the hidden states h only.
+        states = [states[0], states[2]] if cell == "lstm" else states
+        last = keras.layers.Concatenate(name="enc_last")(states)
+    else:
+        outs = rnn(x)
+        enc, last = outs[0], outs[1]
+    init = keras.layers.Dense(width, activation="tanh", name="dec_init")(last)
+    y = keras.layers.Embedding(n_target, embedding, mask_zero=True, name="tgt_embed")(tgt)
+    dec, _ = keras.layers.GRU(
+        width, return_sequences=True, return_state=True, dropout=dropout, name="dec_gru"
+    )(y, initial_state=init)
+    context = keras.layers.Attention(name="attention")([dec, enc])  # Luong dot score, source padding masked
+    h = keras.layers.Concatenate(name="dec_concat")([dec, context])
+    h = keras.layers.Dense(width, activation="tanh", name="attn_out")(h)
+    if dropout:
+        h = keras.layers.Dropout(dropout, name="head_dropout")(h)
+    out = keras.layers.Dense(n_target, activation="softmax", name="head")(h)
+    return keras.Model([src, tgt], out, name=name)

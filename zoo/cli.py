@@ -14,6 +14,7 @@ from pathlib import Path
 import zoo
 from zoo import cards
 from zoo.cards import IntegrityError
+from zoo.registry import Capability, require
 
 
 class UserError(Exception):
@@ -158,13 +159,9 @@ def _read_input(path: str) -> np.ndarray:  # noqa: F821 (numpy imported lazily)
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    require(args.name, Capability.PREDICT)
     card = zoo.card(args.name)
     pre = card["preprocessing"]
-    if "n_features" not in pre or pre.get("tokenizer_file") or card.get("kind") in ("ctc", "translation"):
-        raise UserError(
-            f"{args.name} does not read numeric readings ({card.get('kind')} model); "
-            "predict takes sensor-style models: see rnnzoo list"
-        )
     f, t = pre["n_features"], pre.get("sequence_length")
     window = (card.get("streaming") or {}).get("mode") == "window"
     x = _read_input(args.input)
@@ -187,6 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    require(args.name, Capability.TRANSCRIBE)
     if not 0 <= args.beam_width <= MAX_BEAM:
         raise UserError(f"--beam-width must be between 0 (greedy) and {MAX_BEAM} (got {args.beam_width})")
     _long_enough(args.wav, zoo.card(args.name))
@@ -209,6 +207,7 @@ def _long_enough(path: str, card: dict) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
+    require(args.name, Capability.LISTEN)
     _long_enough(args.input, zoo.card(args.name))
     detections = zoo.listen(args.name, args.input)
     keyword = zoo.card(args.name)["preprocessing"].get("keyword", "keyword")
@@ -236,6 +235,7 @@ def _writable(path: str, option: str) -> Path:
 def cmd_compose(args: argparse.Namespace) -> int:
     from zoo.compose import count_notes, plot_roll, write_midi
 
+    require(args.name, Capability.COMPOSE)
     if args.bars < 1:
         raise UserError(f"--bars must be at least 1 (got {args.bars})")
     if args.prime_bars < 1:
@@ -245,10 +245,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         raise UserError(f"--max-notes must be at least 1 (got {args.max_notes})")
     out = _writable(args.out, "--out")
     png = _writable(args.png, "--png") if args.png else None
-    card = zoo.card(args.name)
-    if card.get("kind") != "generation":
-        raise UserError(f"{args.name} is a {card.get('kind')} model, not a music generator: try chorales-gru")
-    pre = card["preprocessing"]
+    pre = zoo.card(args.name)["preprocessing"]
     steps = args.bars * pre["steps_per_bar"]
     roll = zoo.compose(
         args.name,
@@ -280,6 +277,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    require(args.name, Capability.GENERATE)
     _finite_temperature(args.temperature, allow_zero=True)
     text = zoo.generate(
         args.name, args.prompt, args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed
@@ -289,6 +287,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    require(args.name, Capability.CLASSIFY)
     texts = list(args.texts)
     if args.input:
         path = Path(args.input)
@@ -307,6 +306,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    require(args.name, Capability.TRANSLATE)
     if not args.sentences:
         raise UserError('no sentence to translate: pass one or more sentences ("…")')
     if not 1 <= args.beam <= MAX_BEAM:

@@ -1,6 +1,6 @@
 """Generate music with a shipped chorale model: step by step, explicit state, seeded per-key sampling.
 
-The model is advanced one frame at a time by `streaming.step.StepModel` (numpy, the same outputs as Keras on the
+The model is advanced one frame at a time by `zoo.step.StepModel` (numpy, the same outputs as Keras on the
 whole sequence), so generating ``n`` frames costs ``n`` steps, not ``n`` passes over a growing sequence. Each
 frame is drawn key by key from Bernoulli distributions whose log-odds are divided by the temperature; an optional
 cap keeps only the most probable of the drawn keys. Output: a piano roll, a MIDI file and a PNG picture of it.
@@ -16,7 +16,7 @@ import numpy as np
 from zoo.data import music
 
 if TYPE_CHECKING:
-    from streaming.step import StepModel
+    from zoo.step import StepModel
 
 
 def _prime_roll(card: dict, prime: str, frames: int) -> np.ndarray:
@@ -73,19 +73,19 @@ def compose(
         max_notes: at most this many keys per generated frame (None: no cap).
     """
     import zoo
-    from streaming.step import StepModel
+    from zoo.registry import Capability, require
+    from zoo.step import StepModel
 
+    require(name, Capability.COMPOSE)
     if not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"steps must be a positive whole number of frames (got {steps!r})")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be above 0 (got {temperature!r})")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number above 0 (got {temperature!r})")
     if max_notes is not None and max_notes < 1:
         raise ValueError(f"max_notes must be at least 1 (got {max_notes!r})")
     if prime_bars < 1:
         raise ValueError(f"prime_bars must be at least 1 (got {prime_bars!r})")
     card = zoo.card(name)
-    if card.get("kind") != "generation":
-        raise ValueError(f"{name} is a {card.get('kind')} model, not a music generator: try chorales-gru")
     per_bar = card["preprocessing"]["steps_per_bar"]
     primer = (
         _prime_roll(card, prime, prime_bars * per_bar) if prime else np.zeros((0, music.N_KEYS), np.uint8)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 
 from zoo.architecture import Architecture
 
@@ -42,6 +43,31 @@ class Recipe:
         return asdict(self)
 
 
+class Capability(StrEnum):
+    """What a model can be asked to do; each is the `rnnzoo` command (and `zoo.*` function) that does it.
+
+    Every model can be listed, inspected, evaluated and retrained; these are the uses that depend on what the
+    model reads and writes, declared per model so that a command refuses a model in one line instead of
+    failing half-way (`rnnzoo compose kjv-char-lstm` used to die on a missing card key).
+    """
+
+    PREDICT = "predict"  # numeric readings [steps, F] in, a label or a value out (`rnnzoo predict`)
+    STREAM = "stream"  # one prediction per MQTT reading (`rnnzoo serve / simulate / demo`)
+    COMPOSE = "compose"  # write music (`rnnzoo compose`, `zoo.compose`)
+    GENERATE = "generate"  # continue a text prompt (`rnnzoo generate`, `zoo.generate`)
+    CLASSIFY = "classify"  # label texts (`rnnzoo classify`, `zoo.classify_text`)
+    TRANSLATE = "translate"  # English -> French (`rnnzoo translate`, `zoo.translate`)
+    TRANSCRIBE = "transcribe"  # digits in a WAV file (`rnnzoo transcribe`, `zoo.transcribe`)
+    LISTEN = "listen"  # spot a keyword in a WAV stream (`rnnzoo listen`, `zoo.listen`)
+
+
+SENSOR = frozenset({Capability.PREDICT, Capability.STREAM})
+
+
+class CapabilityError(ValueError):
+    """A model asked to do what it cannot; the message names what it can do and which models can."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of the zoo."""
@@ -52,6 +78,10 @@ class ModelSpec:
     arch: Architecture
     recipe: Recipe = field(default_factory=Recipe)
     summary: str = ""
+    capabilities: frozenset[Capability] = SENSOR
+    # Test metrics compared across the models of the same task that differ only in their cell (GRU / LSTM /
+    # SimpleRNN, same recipe and split): each card of such a group carries the group's table.
+    cell_comparison: tuple[str, ...] = ()
 
     def with_overrides(self, **overrides: object) -> ModelSpec:
         """A copy with architecture / recipe fields replaced (``cell=``, ``units=``, ``epochs=``, …)."""
@@ -78,6 +108,7 @@ def _activity(cell: str) -> ModelSpec:
         arch=Architecture(cell=cell, units=64, layers=2, dropout=0.1),
         recipe=Recipe(epochs=300, batch_size=8, learning_rate=3e-3, patience=60),
         summary=f"IoT activity from smartwatch IMU, causal {cell.upper()}: a prediction after every reading",
+        cell_comparison=("accuracy", "balanced_accuracy", "per_step_accuracy_mean"),
     )
 
 
@@ -90,6 +121,8 @@ def _chorales(cell: str) -> ModelSpec:
         # Run to convergence: at 60 epochs all three cells were still improving.
         recipe=Recipe(epochs=250, batch_size=32, learning_rate=3e-3, patience=12),
         summary=f"Music: Bach chorale next-frame model (88-key piano roll), {cell.upper()}; writes MIDI",
+        capabilities=frozenset({Capability.COMPOSE}),
+        cell_comparison=("nll_per_frame",),
     )
 
 
@@ -172,6 +205,7 @@ _SPECS += [
         arch=Architecture(cell="gru", units=64, layers=2, dropout=0.1),
         recipe=Recipe(epochs=40, batch_size=32, learning_rate=2e-3, patience=8),
         summary='Speech: streaming keyword spotter, causal GRU per 20 ms frame, fires on "seven"',
+        capabilities=SENSOR | {Capability.LISTEN},
     ),
     ModelSpec(
         name="digits-ctc-bigru",
@@ -180,6 +214,7 @@ _SPECS += [
         arch=Architecture(cell="gru", units=64, layers=2, bidirectional=True, dropout=0.1),
         recipe=Recipe(epochs=10, batch_size=32, learning_rate=3e-3, patience=3),
         summary="Speech: transcribe 1-6 connected spoken digits (bidirectional GRU, CTC, beam search)",
+        capabilities=frozenset({Capability.TRANSCRIBE}),
     ),
 ]
 
@@ -194,6 +229,8 @@ def _sentiment(cell: str) -> ModelSpec:
         # The 800k-parameter embedding overfits 30k tweets within 2-3 epochs: keep the best validation accuracy.
         recipe=Recipe(epochs=12, batch_size=64, learning_rate=2e-3, patience=2, monitor="val_accuracy"),
         summary=f"NLP: tweet sentiment (negative / neutral / positive), bidirectional {cell.upper()} over words",
+        capabilities=frozenset({Capability.CLASSIFY}),
+        cell_comparison=("accuracy", "macro_f1"),
     )
 
 
@@ -207,6 +244,7 @@ _SPECS += [
         # the updates of batch 64 for the same compute; 3 epochs at batch 64 stopped at 1.94 bits/char.
         recipe=Recipe(epochs=6, batch_size=32, learning_rate=3e-3, patience=1),
         summary="NLP: character language model of the King James Bible (2-layer LSTM); generates text",
+        capabilities=frozenset({Capability.GENERATE}),
     ),
     _sentiment("lstm"),
     _sentiment("gru"),
@@ -223,6 +261,7 @@ _SPECS += [
         # Early stopping decides: at 5 epochs (the first shipped model) validation loss was still falling.
         recipe=Recipe(epochs=25, batch_size=64, learning_rate=2e-3, patience=2),
         summary="NLP: English -> French software messages, BiGRU encoder + GRU decoder with attention; beam search",
+        capabilities=frozenset({Capability.TRANSLATE}),
     ),
 ]
 
@@ -243,3 +282,24 @@ def get_spec(name: str) -> ModelSpec:
     close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(REGISTRY)}"
     raise UnknownModelError(f"unknown model {name!r}{hint}")
+
+
+def cell_comparisons() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """(model names of one task that compare cells) -> the test metrics their cards' table compares."""
+    groups: dict[str, list[ModelSpec]] = {}
+    for spec in REGISTRY.values():
+        if spec.cell_comparison:
+            groups.setdefault(spec.task, []).append(spec)
+    return {tuple(s.name for s in specs): specs[0].cell_comparison for specs in groups.values()}
+
+
+def require(name: str, capability: Capability) -> ModelSpec:
+    """The registry entry for ``name`` if the model can do ``capability``; else a CapabilityError that says
+    what it can do and which models can do what was asked."""
+    spec = get_spec(name)
+    if capability in spec.capabilities:
+        return spec
+    can = ", ".join(sorted(spec.capabilities)) or "only be inspected, evaluated and retrained"
+    others = [n for n, s in REGISTRY.items() if capability in s.capabilities]
+    hint = f" (try {', '.join(others[:3])})" if others else ""
+    raise CapabilityError(f"{name} cannot {capability}: it can {can}{hint}")

@@ -2,7 +2,7 @@
 
 Tokenizers are plain data (a JSON asset in the model folder, its sha256 on the card), so a loaded model keeps the
 exact vocabulary it was trained with. Generation runs the language model one character at a time with explicit
-recurrent state through `streaming.step.StepModel` (numpy, exact to Keras): a generated character is fed back as
+recurrent state through `zoo.step.StepModel` (numpy, exact to Keras): a generated character is fed back as
 the next reading.
 """
 
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from zoo.step import StepModel
 
 MAX_PROMPT_CHARS = 20_000
 MAX_GENERATE_CHARS = 100_000
@@ -151,17 +153,6 @@ def load_tokenizer(path: Path) -> Tokenizer:
 # Generation
 
 
-def _stepper(model: object):  # noqa: ANN202 (StepModel, imported lazily)
-    """The model's numpy step engine, built once per loaded model (reading the weights costs a few ms)."""
-    from streaming.step import StepModel
-
-    cached = getattr(model, "_zoo_step_model", None)
-    if cached is None:
-        cached = StepModel.from_keras(model)
-        model._zoo_step_model = cached
-    return cached
-
-
 def next_char_distribution(probs: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
     """Re-shape the model's next-character probabilities: sharpen/flatten by ``temperature`` and keep the
     ``top_k`` most likely (0 keeps all). Temperature 0 puts all mass on the most likely character (greedy)."""
@@ -197,7 +188,7 @@ def validate_generation(vocab: CharVocab, prompt: str, length: int, temperature:
 
 
 def generate_text(
-    model: object,
+    stepper: StepModel,
     vocab: CharVocab,
     prompt: str,
     length: int = 300,
@@ -206,7 +197,8 @@ def generate_text(
     seed: int | None = None,
     return_probs: bool = False,
 ) -> str | tuple[str, np.ndarray]:
-    """Continue ``prompt`` by ``length`` characters, one step at a time with explicit recurrent state.
+    """Continue ``prompt`` by ``length`` characters, one step at a time with explicit recurrent state
+    (``stepper``: the model's `zoo.step.StepModel`, e.g. ``zoo.predictor(name).stepper``).
 
     The prompt is read first (one step per character, from zero state); each sampled character is then fed
     back as the next input. The same ``seed`` gives the same text. With ``return_probs`` the model's
@@ -214,7 +206,6 @@ def generate_text(
     against the Keras model run on the whole sequence.
     """
     validate_generation(vocab, prompt, length, temperature, top_k)
-    stepper = _stepper(model)
     rng = np.random.default_rng(seed)
     eye = np.eye(len(vocab), dtype="float32")
     state = stepper.initial_state(1)

@@ -108,9 +108,8 @@ def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
     loss — per-step heads average the loss over every time step of every sequence."""
     keras.utils.set_random_seed(spec.recipe.seed)
     task = TASKS[spec.task]
-    if hasattr(task, "build_model"):  # a task whose model is not a recurrent chain (e.g. encoder-decoder)
-        model = task.build_model(spec, prepared)
-    else:
+    model = task.build_model(spec, prepared)  # a task whose model is not one recurrent chain builds its own
+    if model is None:
         model = build_model(
             spec.arch,
             spec.head,
@@ -170,10 +169,10 @@ def _fold_target_scale(head: keras.layers.Dense, mean: float, std: float) -> Non
 
 
 def streaming_parity(model: keras.Model, x: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Largest |difference| between the streaming step engine, fed one reading at a time, and Keras run on
+    """Largest |difference| between the step engine (`zoo.step`), fed one reading at a time, and Keras run on
     the whole sequences ``x`` — the contract a causal model's card records (must stay ≤ 1e-5). ``valid``
     ``[N, T]`` restricts it to real steps where a task pads sequences of different lengths."""
-    from streaming.step import StepModel
+    from zoo.step import StepModel
 
     stepper = StepModel.from_keras(model)
     state = stepper.initial_state(len(x))
@@ -235,14 +234,14 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
     task = TASKS[spec.task]
     folder = cards.model_dir(spec.name, out_root)
     folder.mkdir(parents=True, exist_ok=True)
-    prepared = task.prepare(spec.recipe.seed, spec.head)
+    prepared = task.prepare(spec.recipe.seed, spec.head, spec.recipe.batch_size)
     start = time.perf_counter()
     model, history = fit(spec, prepared, verbose=verbose)
     wall = time.perf_counter() - start
     save_for_inference(model, folder / cards.MODEL_FILE)
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_history(history, folder / "learning_curve.png", spec.name)
-    extra = task.plot(model, folder / "test_plot.png") if hasattr(task, "plot") else None
+    extra = task.plot(model, folder / "test_plot.png")
     assets = cards.write_assets(folder, prepared.assets)
     card = {
         "name": spec.name,
@@ -253,11 +252,9 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
         "architecture": spec.arch.to_dict(),
         "streaming": {
             "mode": "step",
-            "max_abs_diff_vs_keras": streaming_parity(
-                model, task.test_data()[0], task.valid_steps() if hasattr(task, "valid_steps") else None
-            ),
+            "max_abs_diff_vs_keras": streaming_parity(model, task.test_data()[0], task.valid_steps()),
         }
-        if is_causal(model) and getattr(task, "streamable", True)
+        if is_causal(model) and task.streamable
         else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
         "dataset": prepared.dataset,
         "split": prepared.split,
@@ -288,6 +285,7 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
     }
     if assets:  # e.g. a tokenizer's vocabulary: verified by sha256 whenever the model is loaded
         card["assets"] = assets
-    if hasattr(task, "compare"):  # the card says in words whether, and by how much, the model beats it
-        card["versus_baseline"] = task.compare(card["test_metrics"], card["baselines"])
+    versus = task.compare(card["test_metrics"], card["baselines"])
+    if versus is not None:  # the card says in words whether, and by how much, the model beats it
+        card["versus_baseline"] = versus
     return cards.write_card(folder, card)

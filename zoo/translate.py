@@ -152,54 +152,6 @@ def vocab_dict(source: Vocab, target: Vocab, max_target: int) -> dict:
 # Model
 
 
-def build_seq2seq(
-    n_source: int,
-    n_target: int,
-    cell: str = "gru",
-    units: int = 128,
-    embedding: int = 128,
-    bidirectional: bool = True,
-    dropout: float = 0.0,
-    name: str = "seq2seq",
-) -> keras.Model:
-    """Encoder (GRU, LSTM or SimpleRNN, optionally bidirectional) -> GRU decoder with Luong dot-product attention.
-
-    Inputs ``source [N, S]`` and ``target_in [N, T]`` (ids, 0-padded, masked); output ``[N, T, n_target]``
-    probabilities of the next target token. The decoder's width is the encoder's output width (2 x units when
-    bidirectional), so its states can be scored directly against the encoder outputs."""
-    from zoo.backend import keras
-
-    cells = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM, "simple": keras.layers.SimpleRNN}
-    if cell not in cells:
-        raise ValueError(f"the encoder cell must be gru, lstm or simple (got {cell!r})")
-    width = units * (2 if bidirectional else 1)
-    src = keras.Input(shape=(None,), dtype="int32", name="source")
-    tgt = keras.Input(shape=(None,), dtype="int32", name="target_in")
-    x = keras.layers.Embedding(n_source, embedding, mask_zero=True, name="src_embed")(src)
-    rnn = cells[cell](units, return_sequences=True, return_state=True, dropout=dropout, name=f"enc_{cell}")
-    if bidirectional:
-        outs = keras.layers.Bidirectional(rnn, name=f"enc_bi{cell}")(x)
-        enc, states = outs[0], outs[1:]
-        # LSTM returns (h, c) per direction; the decoder starts from the hidden states h only.
-        states = [states[0], states[2]] if cell == "lstm" else states
-        last = keras.layers.Concatenate(name="enc_last")(states)
-    else:
-        outs = rnn(x)
-        enc, last = outs[0], outs[1]
-    init = keras.layers.Dense(width, activation="tanh", name="dec_init")(last)
-    y = keras.layers.Embedding(n_target, embedding, mask_zero=True, name="tgt_embed")(tgt)
-    dec, _ = keras.layers.GRU(
-        width, return_sequences=True, return_state=True, dropout=dropout, name="dec_gru"
-    )(y, initial_state=init)
-    context = keras.layers.Attention(name="attention")([dec, enc])  # Luong dot score, source padding masked
-    h = keras.layers.Concatenate(name="dec_concat")([dec, context])
-    h = keras.layers.Dense(width, activation="tanh", name="attn_out")(h)
-    if dropout:
-        h = keras.layers.Dropout(dropout, name="head_dropout")(h)
-    out = keras.layers.Dense(n_target, activation="softmax", name="head")(h)
-    return keras.Model([src, tgt], out, name=name)
-
-
 def decoding_models(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """From a trained seq2seq model: ``encoder(source) -> (enc_outputs, init_state)`` and
     ``step([prev_token, state, enc_outputs, source]) -> (probabilities, new_state)``, sharing its weights."""
@@ -294,16 +246,14 @@ def load_translator(name: str) -> Translator:
 
     import zoo
     from zoo import cards
+    from zoo.registry import Capability, require
 
+    require(name, Capability.TRANSLATE)
     info = zoo.card(name)
-    if info.get("kind") != "translation":
-        raise ValueError(f"{name} is a {info.get('kind')} model, not a translator (try translate-en-fr-gru)")
     model = zoo.load(name)
     folder = cards.model_dir(name)
     path = cards.verify_assets(folder, info)[info["preprocessing"]["vocabulary_file"]]
-    translator = Translator.from_dict(model, json.loads(path.read_text(encoding="utf-8")))
-    model.translator = translator
-    return translator
+    return Translator.from_dict(model, json.loads(path.read_text(encoding="utf-8")))
 
 
 def translate(name: str, sentences: str | Sequence[str], beam: int = 1) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +21,12 @@ class Prepared:
     scale is folded back into the head afterwards. ``dataset``, ``split`` and ``preprocessing`` go to the card.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    # A task that batches its own data (`Task.prepare` with a batch size) puts a `keras.utils.PyDataset` of
+    # (inputs, targets) in x_train / x_val and None in y_train / y_val.
+    x_train: Any
+    y_train: np.ndarray | None
+    x_val: Any
+    y_val: np.ndarray | None
     n_outputs: int
     norm_mean: np.ndarray
     norm_var: np.ndarray
@@ -42,27 +46,54 @@ class Prepared:
     y_refit: np.ndarray | None = None
 
 
-class Task(Protocol):
-    """The part of a model that is not its architecture or its training recipe."""
+class Task(ABC):
+    """The part of a model that is not its architecture or its training recipe.
 
-    kind: str
-    heads: tuple[str, ...]
+    Four methods every task implements, and four capabilities a task may declare by overriding them; the
+    defaults say "not this task" and the training loop calls them all, so nothing is probed with hasattr.
+    """
 
-    def prepare(self, seed: int, head: str) -> Prepared:
-        """Load, split and shape the data for ``head``."""
-        ...
+    kind: str  # what the card calls the model: "classification", "forecast", "translation", ...
+    heads: tuple[str, ...]  # the heads (`zoo.architecture.HEADS`) this task's data can train
+    # Whether a causal model of this task is served step by step (its card records step parity); a task whose
+    # model is not one recurrent chain (an encoder-decoder) says False.
+    streamable: bool = True
 
+    @abstractmethod
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
+        """Load, split and shape the data for ``head``. ``batch_size`` matters only to a task that hands the
+        training loop its own batches (x_train a `keras.utils.PyDataset`); others batch in `fit`."""
+
+    @abstractmethod
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
         """Held-out raw inputs ``[N, T, F]`` and their labels or targets, as a user would feed them."""
-        ...
 
+    @abstractmethod
     def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
         """Test metrics of ``model``, plus anything the card should show (plots are written elsewhere)."""
-        ...
 
+    @abstractmethod
     def baselines(self, prepared: Prepared) -> dict:
         """Simple reference methods measured on the same test split."""
-        ...
+
+    # -- optional capabilities --------------------------------------------------------------------------------
+
+    def build_model(self, spec: Any, prepared: Prepared) -> keras.Model | None:
+        """A model built by a declared extension of `zoo.builder` (e.g. `zoo.builder.build_seq2seq`);
+        None: the one recurrent-chain builder, `zoo.builder.build_model`."""
+        return None
+
+    def plot(self, model: keras.Model, path: Path) -> Path | None:
+        """Write a test-split figure for the model folder; None: this task has none."""
+        return None
+
+    def valid_steps(self) -> np.ndarray | None:
+        """Mask ``[N, T]`` of the test steps that are real (not end padding), for step parity; None: all."""
+        return None
+
+    def compare(self, metrics: dict, baselines: dict) -> dict | None:
+        """In words, whether and by how much the model beats its baselines; None: the card leaves it out."""
+        return None
 
 
 def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

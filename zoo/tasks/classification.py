@@ -16,11 +16,11 @@ from sklearn.model_selection import train_test_split
 from zoo.backend import keras
 from zoo.data import physio, sensors
 from zoo.features import Spectrogram, circular_shifts
-from zoo.tasks.base import Prepared, feature_stats, normalisation_card
+from zoo.tasks.base import Prepared, Task, feature_stats, normalisation_card
 
 
 @dataclass(frozen=True)
-class ClassificationTask:
+class ClassificationTask(Task):
     """Classify sequences from an archive's default train/test split.
 
     Args:
@@ -78,7 +78,7 @@ class ClassificationTask:
         index = {c: i for i, c in enumerate(self.class_names())}
         return x, np.array([index[c] for c in y])
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         raw, labels = self.loader("train")
         names = self.class_names()
         y = np.array([names.index(c) for c in labels])

@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo.backend import keras
 from zoo.data import physio, series
-from zoo.tasks.base import Prepared, feature_stats, normalisation_card
+from zoo.tasks.base import Prepared, Task, feature_stats, normalisation_card
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Series:
 
 
 @dataclass(frozen=True)
-class ForecastTask:
+class ForecastTask(Task):
     """Next-step forecasting with a residual anomaly detector.
 
     Args:
@@ -65,7 +65,7 @@ class ForecastTask:
         z = self._inputs(self.loader())
         return z[None, :-1, None].astype("float32"), z[None, 1:].astype("float32")
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         s = self.loader()
         z = self._inputs(s)
         offset = len(s.values) - len(z)

@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo.backend import keras
 from zoo.data import music
-from zoo.tasks.base import Prepared
+from zoo.tasks.base import Prepared, Task
 
 # Bai, Kolter & Koltun (2018), "An Empirical Evaluation of Generic Convolutional and Recurrent Networks for
 # Sequence Modeling", Table 1, JSB Chorales, NLL per frame (lower is better).
@@ -43,7 +43,7 @@ def with_start(roll: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class ChoraleTask:
+class ChoraleTask(Task):
     """Next-frame prediction on Bach chorales, trained on crops, evaluated on whole test chorales.
 
     Args:
@@ -93,7 +93,7 @@ class ChoraleTask:
         """``[N, T]``: True where ``test_data`` holds a real frame rather than end padding."""
         return self.test_data()[1][..., 0] >= 0
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         train, val, test = self.chorales("train"), self.chorales("validation"), self.chorales("test")
         augmented = [
             t for r in train.rolls for s in self.transpositions if (t := music.transpose(r, s)) is not None

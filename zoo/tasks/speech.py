@@ -17,7 +17,8 @@ from sklearn.neighbors import NearestCentroid
 from zoo.audio import FrontEnd, mean_mfcc, read_wav
 from zoo.backend import keras
 from zoo.data import speech
-from zoo.tasks.base import Prepared, feature_stats
+from zoo.step import StepModel
+from zoo.tasks.base import Prepared, Task, feature_stats
 from zoo.tasks.classification import ClassificationTask
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -67,7 +68,7 @@ JAPANESE_VOWELS = ClassificationTask(
 
 
 @dataclass
-class SpokenWordTask:
+class SpokenWordTask(Task):
     """Which of ``speech.WORDS`` (ten digits, ten commands) a one-second clip says, on unseen voices.
 
     Args:
@@ -92,7 +93,7 @@ class SpokenWordTask:
         test = d["split"] == 2
         return d["x"][test], d["y"][test]
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         d = self.data()
         tr, va = d["split"] == 0, d["split"] == 1
         mean, var = feature_stats(d["x"][tr])
@@ -270,7 +271,7 @@ def score_detections(
 
 
 @dataclass
-class KeywordSpottingTask:
+class KeywordSpottingTask(Task):
     """Detect ``keyword`` in continuous speech, frame by frame, with a causal model (a wake-word detector).
 
     The model emits P(keyword just ended) at every 20 ms frame; a detection is the first frame whose
@@ -303,7 +304,7 @@ class KeywordSpottingTask:
         x, y, _ = self._part(2)
         return x, y
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         d = self.data()
         x_tr, y_tr, _ = self._part(0)
         x_va, y_va, _ = self._part(1)
@@ -400,17 +401,15 @@ def _sliding_mean_mfcc(x: np.ndarray, window: int) -> np.ndarray:
     return (cum[:, window:] - cum[:, :-window]) / window
 
 
-def listen_wave(model: keras.Model, card: dict, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
-    """Run a keyword spotter over ``wave`` as a stream (chunks -> frames -> one model step per frame).
+def listen_wave(stepper: StepModel, card: dict, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
+    """Run a keyword spotter (its `zoo.step.StepModel`, e.g. ``zoo.predictor(name).stepper``) over ``wave``
+    as a stream: chunks -> frames -> one model step per frame.
 
     Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability``.
     """
-    from streaming.step import StepModel
-
     pre = card["preprocessing"]
     front = FrontEnd.from_dict(pre["features"])
     threshold = float(card["test_metrics"]["threshold"])
-    stepper = StepModel.from_keras(model)
     state = stepper.initial_state(1)
     frames = front.stream()
     chunk = max(1, int(chunk_seconds * front.sample_rate))
@@ -469,7 +468,7 @@ def error_rates(hyps: list[list[int]], refs: list[list[int]]) -> dict:
 
 
 @dataclass
-class ConnectedDigitsTask:
+class ConnectedDigitsTask(Task):
     """Transcribe 1-6 digits spoken in one breath; a bidirectional model trained with CTC."""
 
     front: FrontEnd = field(default_factory=FrontEnd)
@@ -485,7 +484,7 @@ class ConnectedDigitsTask:
         test = d["split"] == 2
         return d["x"][test], d["labels"][test]
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         d = self.data()
         tr, va = d["split"] == 0, d["split"] == 1
         mean, var = feature_stats(d["x"][tr])

@@ -16,6 +16,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
@@ -23,11 +24,10 @@ from sklearn.model_selection import train_test_split
 
 from zoo.backend import keras
 from zoo.data import text as text_data
-from zoo.tasks.base import Prepared
+from zoo.tasks.base import Prepared, Task
 from zoo.text import CharVocab, WordTokenizer
 
 TOKENIZER_FILE = "vocab.json"
-_SPLITS: dict[int, dict] = {}
 SPLIT_SEED = 0  # the sentiment corpus's one train/validation/test split
 
 
@@ -92,7 +92,7 @@ class KneserNey:
 
 
 @dataclass(frozen=True)
-class CharLMTask:
+class CharLMTask(Task):
     """Next-character prediction at every step (loss over every time step of fixed windows).
 
     Args:
@@ -141,7 +141,7 @@ class CharLMTask:
         ids = np.stack([vocab.encode(b) for b in test])
         return vocab.one_hot(ids[:, :-1]), ids[:, 1:]
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         text, train, val, test, vocab = self._split()
         x_tr, y_tr = self._windows(vocab, train)
         x_va, y_va = self._windows(vocab, val)
@@ -229,7 +229,7 @@ class CharLMTask:
 
 
 @dataclass(frozen=True)
-class TextClassificationTask:
+class TextClassificationTask(Task):
     """Classify short texts with a word vocabulary learned from the training split.
 
     Args:
@@ -260,12 +260,14 @@ class TextClassificationTask:
     heads: tuple[str, ...] = ("sequence_classification",)
 
     def _split(self) -> dict:
+        return self._fixed_split
+
+    @cached_property
+    def _fixed_split(self) -> dict:
         # One fixed split (seed SPLIT_SEED) whatever the training seed, so the test tweets never move and a
         # model trained with another seed is still scored on data it never saw, with its own vocabulary.
-        key = id(self)
-        if key not in _SPLITS:  # tokenizing 37k tweets takes a second: once per process
-            _SPLITS[key] = self._make_split(SPLIT_SEED)
-        return _SPLITS[key]
+        # Cached on the task itself (tokenizing 37k tweets takes a second), not in a table keyed by id().
+        return self._make_split(SPLIT_SEED)
 
     def _make_split(self, seed: int) -> dict:
         texts, labels = self.loader()
@@ -314,7 +316,7 @@ class TextClassificationTask:
         texts, y = s["test"]
         return s["tokenizer"].encode_batch(texts, check=False), y
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         s = self._split()
         tok: WordTokenizer = s["tokenizer"]
         (tweets, tweet_labels), (t_va, y_va), (t_te, _) = s["train"], s["val"], s["test"]
@@ -369,8 +371,9 @@ class TextClassificationTask:
 
     def evaluate(self, model: keras.Model, prepared: Prepared | None, head: str) -> dict:
         s = self._split()
-        # A loaded model reads the tweets with its own shipped vocabulary.
-        tok = getattr(model, "tokenizer", None) or s["tokenizer"]
+        # The split is fixed (SPLIT_SEED) and so is the vocabulary fitted on it: it is the one shipped beside
+        # every sentiment model (vocab.json; tests/test_text_sentiment.py re-measures the shipped cards).
+        tok = s["tokenizer"]
 
         def scores(texts: list[str], y: np.ndarray) -> dict:
             pred = np.asarray(model.predict(tok.encode_batch(texts, check=False), verbose=0)).argmax(-1)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.backend import keras
+from zoo.builder import build_seq2seq
 from zoo.data import translation as data
-from zoo.tasks.base import Prepared
+from zoo.tasks.base import Prepared, Task
 from zoo.translate import (
     BOS,
     EOS,
@@ -21,7 +22,6 @@ from zoo.translate import (
     UNK,
     Translator,
     Vocab,
-    build_seq2seq,
     split,
     vocab_dict,
 )
@@ -82,12 +82,12 @@ class LengthBuckets(keras.utils.PyDataset):
         return (src, t_in), t_out
 
 
-class TranslationTask:
+class TranslationTask(Task):
     kind = "translation"
     heads = ("seq2seq",)
     streamable = False
     eval_beams = (1, 4)
-    batch_size = 64
+    default_batch_size = 64  # when prepare() is not given the recipe's
 
     def _split(self) -> dict:
         if 0 in _SPLIT:
@@ -144,7 +144,7 @@ class TranslationTask:
         s = self._split()
         return [r[0] for r in s["test"]], [r[1] for r in s["test"]]
 
-    def prepare(self, seed: int, head: str) -> Prepared:
+    def prepare(self, seed: int, head: str, batch_size: int | None = None) -> Prepared:
         s = self._split()
         x_tr, y_tr = self._arrays(s["train"], s)
         unk = float(np.mean(x_tr[0][x_tr[0] > 0] == UNK)), float(np.mean(y_tr[y_tr > 0] == UNK))
@@ -155,10 +155,11 @@ class TranslationTask:
             )
             p["catalogs"].append(cat)
             p["pairs"] += info["pairs"]
+        batch_size = batch_size or self.default_batch_size  # `--batch-size` reaches the bucketed batches
         return Prepared(
-            x_train=self.batches(s["train"], s, self.batch_size, seed),
+            x_train=self.batches(s["train"], s, batch_size, seed),
             y_train=None,
-            x_val=self.batches(s["val"], s, self.batch_size, seed),
+            x_val=self.batches(s["val"], s, batch_size, seed),
             y_val=None,
             n_outputs=len(s["target"]),
             norm_mean=np.zeros(0),
@@ -193,9 +194,7 @@ class TranslationTask:
 
     def evaluate(self, model: keras.Model, prepared: Prepared | None, head: str, beams: tuple = ()) -> dict:
         s = self._split()
-        translator = getattr(model, "translator", None) or Translator(
-            model, s["source"], s["target"], MAX_TARGET
-        )
+        translator = Translator(model, s["source"], s["target"], MAX_TARGET)
         sources, refs = self.test_data()
         src = translator.encode_sources(sources, check=False)
         out: dict = {"decoding": {}}
