@@ -41,6 +41,8 @@ log = logging.getLogger("streaming")
 # Reconnect delays: 0.1 s doubling to 30 s, each drawn from [d/2, d] so a fleet of services restarted together
 # does not hammer the broker in lock-step. Without a delay a refused password meant ~1,600 attempts a second.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 30.0
+# Outgoing messages: stop reading readings above BACKPRESSURE_AT; paho refuses publishes above MAX_OUTGOING.
+BACKPRESSURE_AT, MAX_OUTGOING = 20_000, 200_000
 # Service-owned error topic level for readings whose device id cannot be echoed (too long, reserved).
 REJECTED_DEVICE = "_rejected"
 
@@ -149,8 +151,21 @@ class Service:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         # QoS 1 publishes made while the broker is away are queued by paho; cap the queue so memory is bounded.
-        client.max_queued_messages_set(100_000)
+        # (The loop stops reading long before this: see _backlogged.) A publish refused at the cap is counted.
+        client.max_queued_messages_set(MAX_OUTGOING)
+        # paho's default of 20 unacknowledged QoS 1 messages made the broker's round trip the throughput limit.
+        client.max_inflight_messages_set(1000)
         return client
+
+    def _outgoing(self) -> int:
+        """Messages paho still holds for the broker (unsent, or QoS 1 awaiting PUBACK). paho has no public
+        accessor for this; without it a sustained inflow filled the outgoing queue until publishes dropped."""
+        return len(getattr(self.client, "_out_messages", ()))
+
+    def _backlogged(self) -> bool:
+        """Backpressure: stop reading while too many answers wait to go out, so the broker (which keeps QoS 1
+        readings for us) holds the backlog instead of our memory, and no answer is dropped."""
+        return self._outgoing() > BACKPRESSURE_AT
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._awaiting_connack = False
@@ -291,8 +306,9 @@ class Service:
                     self._connect(None)
                     continue
                 wlist = [sock] if client.want_write() else []
+                rlist = [] if self._backlogged() else [sock]
                 try:
-                    readable, writable, _ = select.select([sock], wlist, [], 0.2)
+                    readable, writable, _ = select.select(rlist, wlist, [], 0.2)
                 except (ValueError, OSError):
                     client.loop_misc()  # the socket was closed under us: let paho notice and drop it
                     continue
@@ -306,6 +322,12 @@ class Service:
                             break  # drained (or a non-PUBLISH packet): step what we have
                         if len(self._pending) >= max_batch or time.monotonic() - started >= max_delay:
                             self._flush()
+                            # Answers go out as we go: under a sustained inflow the read side never drains,
+                            # and writing only afterwards let the outgoing queue grow without bound.
+                            if client.want_write():
+                                client.loop_write()
+                            if self._backlogged():
+                                break
                             started = time.monotonic()
                     self._flush()
                 if writable and client.socket() is not None:
@@ -492,6 +514,15 @@ class Service:
             table.commit(slots, new_state, now, t)
             self._publish_predictions(route, wave, steps, outputs)
 
+    def _publish(self, topic: str, payload: str, qos: int) -> None:
+        info = self.client.publish(topic, payload, qos)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.counters["publish_dropped"] += 1
+            if self._log_budget.allow("dropped"):
+                log.error(
+                    "outgoing queue full (%d messages): an answer on %s was dropped", MAX_OUTGOING, topic[:80]
+                )
+
     def _publish_predictions(
         self, route: Route, wave: list[tuple[int, str, Reading]], steps: np.ndarray, outputs: np.ndarray
     ) -> None:
@@ -505,7 +536,7 @@ class Service:
         partial = route.model.mode == "window"
         window = getattr(route.model.engine, "window", 0)
         records = []
-        publish = self.client.publish
+        publish = self._publish
         for i, (_, device, reading) in enumerate(wave):
             msg: dict[str, Any] = {"step": step_list[i], "outputs": rows[i]}
             if names is not None:
@@ -533,7 +564,7 @@ class Service:
         self.counters["errors"] += 1
         self.error_reasons[reason] += 1
         payload = json.dumps({"reason": reason, "detail": detail[:200], "topic": topic})
-        self.client.publish(self.settings.service.error_topic.format(device=device), payload, 0)
+        self._publish(self.settings.service.error_topic.format(device=device), payload, 0)
 
     def _reset(self, device: str) -> None:
         for route in self.routes:
