@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from zoo.builder import Architecture, build_model
-from zoo.tasks.speech import ctc_decode, detect, edit_distance, error_rates, score_detections
+from zoo.speech import ctc_decode
+from zoo.tasks.speech import detect, edit_distance, error_rates, score_detections
 from zoo.training import LOSSES
 
 

@@ -6,8 +6,8 @@ import pytest
 import zoo
 from zoo.audio import FrontEnd
 from zoo.builder import Architecture, build_model
+from zoo.speech import KWS_REFRACTORY, listen_wave
 from zoo.step import StepModel
-from zoo.tasks.speech import KWS_REFRACTORY, listen_wave
 
 KWS = "keyword-seven-gru"
 

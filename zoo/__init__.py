@@ -126,7 +126,7 @@ def _predictor_for(name: str, capability: Capability) -> Predictor:
 def transcribe(name: str, wav_path: str | Path, beam_width: int = 16) -> str:
     """The digits spoken in a WAV file (any sample rate), e.g. ``"314"``, by a CTC model such as
     ``digits-ctc-bigru``; `zoo.audio.AudioError` (a ValueError) for unusable audio."""
-    from zoo.tasks.speech import load_audio, transcribe_wave
+    from zoo.speech import load_audio, transcribe_wave
 
     p = _predictor_for(name, Capability.TRANSCRIBE)
     return transcribe_wave(p.model, p.card, load_audio(wav_path, p.card), beam_width)
@@ -135,7 +135,7 @@ def transcribe(name: str, wav_path: str | Path, beam_width: int = 16) -> str:
 def listen(name: str, wav_path: str | Path) -> list[dict]:
     """Run a keyword spotter over a WAV file as a stream (frame by frame, explicit state); one dict per
     detection: ``time_s`` and ``probability``."""
-    from zoo.tasks.speech import listen_wave, load_audio
+    from zoo.speech import listen_wave, load_audio
 
     p = _predictor_for(name, Capability.LISTEN)
     return listen_wave(p.stepper, p.card, load_audio(wav_path, p.card))

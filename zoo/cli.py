@@ -65,12 +65,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not names:
         print("no shipped models in saved_models/ (train one: rnnzoo train NAME)")
         return 0
-    rows = [("name", "task", "head", "cell", "params", "test metric")]
+    rows = [("name", "task", "cell", "params", "can", "test metric")]
     for name in names:
         c = zoo.card(name)
         a = c["architecture"]
         cell = ("bi" if a["bidirectional"] else "") + a["cell"] + f" {a['layers']}x{a['units']}"
-        rows.append((name, c["task"], c["head"], cell, f"{c['parameters']:,}", _headline(c)))
+        can = ",".join(sorted(zoo.REGISTRY[name].capabilities))
+        rows.append((name, c["task"], cell, f"{c['parameters']:,}", can, _headline(c)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,87 @@
+"""Speech inference: digits from a WAV file (CTC decoding) and a keyword spotted in a stream of audio frames.
+
+What `zoo.transcribe`, `zoo.listen` and the `rnnzoo transcribe / listen` commands run; the speech tasks
+(`zoo.tasks.speech`) use the same decoding to score their test splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoo.audio import FrontEnd, read_wav
+from zoo.backend import keras
+from zoo.step import StepModel
+
+# After a detection, the detector stays quiet this long (frames, 1 s) so one keyword fires once.
+KWS_REFRACTORY = 50
+
+
+def listen_wave(stepper: StepModel, card: dict, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
+    """Run a keyword spotter (its `zoo.step.StepModel`, e.g. ``zoo.predictor(name).stepper``) over ``wave``
+    as a stream: chunks -> frames -> one model step per frame.
+
+    Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability``.
+    """
+    pre = card["preprocessing"]
+    front = FrontEnd.from_dict(pre["features"])
+    threshold = float(card["test_metrics"]["threshold"])
+    state = stepper.initial_state(1)
+    frames = front.stream()
+    chunk = max(1, int(chunk_seconds * front.sample_rate))
+    detections, quiet_until, t = [], -1, 0
+    for start in range(0, len(wave), chunk):
+        for frame in frames.push(wave[start : start + chunk]):
+            y, state = stepper.step(frame[None], state)
+            p = float(y[0, 1])
+            if p >= threshold and t >= quiet_until:
+                time_s = (t * front.hop + front.win_length) / front.sample_rate
+                detections.append({"time_s": round(time_s, 2), "probability": round(p, 3)})
+                quiet_until = t + int(pre.get("refractory_frames", KWS_REFRACTORY))
+            t += 1
+    return detections
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Connected digits with CTC.
+
+
+def ctc_decode(log_probs: np.ndarray, beam_width: int = 0) -> list[list[int]]:
+    """Label sequences (blank 0 removed, repeats merged) of per-frame log-probabilities ``[N, T, C]``.
+
+    ``beam_width`` 0 is greedy (best label per frame); otherwise a CTC prefix beam search of that width
+    (`keras.ops.ctc_decode`).
+    """
+    log_probs = np.asarray(log_probs, dtype="float32")
+    lengths = np.full(len(log_probs), log_probs.shape[1], dtype="int32")
+    if beam_width:
+        decoded, _ = keras.ops.ctc_decode(
+            log_probs, lengths, strategy="beam_search", beam_width=beam_width, top_paths=1, mask_index=0
+        )
+    else:
+        decoded, _ = keras.ops.ctc_decode(log_probs, lengths, strategy="greedy", mask_index=0)
+    best = np.asarray(keras.ops.convert_to_numpy(decoded))[0]
+    return [[int(v) for v in row if v > 0] for row in best]
+
+
+def transcribe_wave(model: keras.Model, card: dict, wave: np.ndarray, beam_width: int = 16) -> str:
+    """Digits spoken in ``wave`` (mono, at the front end's rate), e.g. ``"314"``.
+
+    The audio is placed in silence as in training (0.15 s before, padded to the training canvas after).
+    """
+    pre = card["preprocessing"]
+    front = FrontEnd.from_dict(pre["features"])
+    lead = np.zeros(int(0.15 * front.sample_rate), "float32")
+    wave = np.concatenate([lead, np.asarray(wave, "float32")])
+    canvas = int(pre.get("canvas_seconds", 0) * front.sample_rate)
+    if len(wave) < canvas:
+        wave = np.concatenate([wave, np.zeros(canvas - len(wave), "float32")])
+    log_probs = np.asarray(model.predict(front(wave)[None], verbose=0))
+    labels = ctc_decode(log_probs, beam_width)[0]
+    return "".join(str(v - 1) for v in labels)
+
+
+def load_audio(path: str | Path, card: dict) -> np.ndarray:
+    """A WAV file as the model's front end wants it (mono, resampled); `zoo.audio.AudioError` if unusable."""
+    return read_wav(path, int(card["preprocessing"]["features"]["sample_rate"]))
