@@ -12,7 +12,7 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,42 @@ _USER = re.compile(r"@\w+")
 _TOKEN = re.compile(r"<url>|<user>|[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9#]+|#")
 
 
+def fit_vocabulary(token_lists: Iterable[Sequence[str]], min_count: int, max_size: int) -> list[str]:
+    """Tokens seen at least ``min_count`` times, most frequent first (ties A–Z), at most ``max_size``: the one
+    vocabulary rule of the word tokenizer (sentiment) and of the translation vocabularies."""
+    counts = Counter(t for tokens in token_lists for t in tokens)
+    kept = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
+    return kept[:max_size]
+
+
+def pad_ids(
+    encoded: Sequence[Sequence[int]],
+    texts: Sequence[str],
+    max_length: int,
+    noun: str,
+    trained_on: str,
+    width: int | None = None,
+    check: bool = True,
+) -> np.ndarray:
+    """Right-padded ids ``[N, width]`` (default: the longest); with ``check`` an empty or over-long text raises
+    one sentence naming it (``noun`` 1-based), instead of being silently cut."""
+    if check:
+        for i, (text, ids) in enumerate(zip(texts, encoded, strict=True), 1):
+            if not ids:
+                raise ValueError(f"{noun} {i} ({text!r}) is empty: give at least one word")
+            if len(ids) > max_length:
+                raise ValueError(
+                    f"{noun} {i} has {len(ids)} tokens; the model reads at most {max_length} "
+                    f"(it was trained on {trained_on}): split it"
+                )
+    width = width or max(1, max((len(ids) for ids in encoded), default=1))
+    out = np.zeros((len(encoded), width), dtype="int32")
+    for row, ids in zip(out, encoded, strict=True):
+        ids = ids[:width]
+        row[: len(ids)] = ids
+    return out
+
+
 class WordTokenizer:
     """Lower-cased word tokens with a frequency-cut vocabulary; id 0 pads, id 1 is any unknown word.
 
@@ -100,9 +136,9 @@ class WordTokenizer:
         cls, texts: Sequence[str], min_count: int = 2, max_size: int = 20_000, max_length: int = 100
     ) -> WordTokenizer:
         """Keep tokens seen at least ``min_count`` times in ``texts`` (most frequent first, ties A–Z)."""
-        counts = Counter(t for text in texts for t in cls.split(text))
-        kept = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
-        return cls(kept[: max_size - 2], max_length=max_length)
+        return cls(
+            fit_vocabulary((cls.split(t) for t in texts), min_count, max_size - 2), max_length=max_length
+        )
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -113,21 +149,7 @@ class WordTokenizer:
     def encode_batch(self, texts: Sequence[str], check: bool = True) -> np.ndarray:
         """Right-padded ids ``[N, L]`` (L = longest text); with ``check``, empty or over-long texts raise."""
         encoded = [self.encode(t) for t in texts]
-        if check:
-            for i, (text, ids) in enumerate(zip(texts, encoded, strict=True), 1):
-                if not ids:
-                    raise ValueError(f"text {i} ({text!r}) is empty: give at least one word")
-                if len(ids) > self.max_length:
-                    raise ValueError(
-                        f"text {i} has {len(ids)} tokens; the model reads at most {self.max_length} "
-                        "(it was trained on tweets): split it into shorter texts"
-                    )
-        length = max(1, max((len(ids) for ids in encoded), default=1))
-        out = np.zeros((len(encoded), length), dtype="int32")
-        for row, ids in zip(out, encoded, strict=True):
-            ids = ids[:length]
-            row[: len(ids)] = ids
-        return out
+        return pad_ids(encoded, texts, self.max_length, "text", "tweets", check=check)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "max_length": self.max_length, "tokens": self.tokens[2:]}

@@ -15,11 +15,12 @@ GRU state token by token.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from zoo.text import fit_vocabulary, pad_ids
 
 if TYPE_CHECKING:
     from zoo.backend import keras
@@ -69,9 +70,7 @@ class Vocab:
 
     @classmethod
     def fit(cls, texts: Sequence[str], min_count: int = 2, max_size: int = 6000) -> Vocab:
-        counts = Counter(t for text in texts for t in split(text))
-        kept = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
-        return cls(kept[: max_size - len(SPECIALS)])
+        return cls(fit_vocabulary((split(t) for t in texts), min_count, max_size - len(SPECIALS)))
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -105,20 +104,16 @@ class Translator:
 
     def encode_sources(self, sentences: Sequence[str], check: bool = True) -> np.ndarray:
         encoded = [self.source.encode(s) for s in sentences]
-        if check:
-            for i, (s, ids) in enumerate(zip(sentences, encoded, strict=True), 1):
-                if not ids:
-                    raise ValueError(f"sentence {i} ({s!r}) is empty: give at least one word")
-                if len(ids) > MAX_SOURCE_TOKENS:
-                    raise ValueError(
-                        f"sentence {i} has {len(ids)} tokens; the model reads at most {MAX_SOURCE_TOKENS} "
-                        "(it was trained on short software messages): split it"
-                    )
-        out = np.zeros((len(encoded), MAX_SOURCE_TOKENS), "int32")  # one padded shape: one compiled graph
-        for row, ids in zip(out, encoded, strict=True):
-            ids = ids[:MAX_SOURCE_TOKENS]
-            row[: len(ids)] = ids
-        return out
+        # One padded width for every batch: one compiled graph.
+        return pad_ids(
+            encoded,
+            sentences,
+            MAX_SOURCE_TOKENS,
+            "sentence",
+            "short software messages",
+            MAX_SOURCE_TOKENS,
+            check,
+        )
 
     def translate(self, sentences: Sequence[str], beam: int = 1, batch_size: int = 256) -> list[str]:
         if beam < 1:
