@@ -581,6 +581,7 @@ class Service:
                 # The caches hold device ids too; drop them with the slots, so memory really comes back.
                 self._route_cache.clear()
                 route._topics.clear()
+                _return_freed_memory()
 
     # -- snapshots ---------------------------------------------------------------------------------------------
 
@@ -628,6 +629,19 @@ class Service:
             return
         for route in restored:
             log.info("restored %d devices for %s from %s", len(route.table), route.key, path)
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap pages freed by a mass eviction back to the OS (glibc keeps them otherwise: RSS stayed
+    ~65 MB above its baseline after 50,000 devices were evicted). A no-op where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _LogBudget:
