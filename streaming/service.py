@@ -41,7 +41,8 @@ log = logging.getLogger("streaming")
 # Reconnect delays: 0.1 s doubling to 30 s, each drawn from [d/2, d] so a fleet of services restarted together
 # does not hammer the broker in lock-step. Without a delay a refused password meant ~1,600 attempts a second.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 30.0
-# Outgoing messages: stop reading readings above BACKPRESSURE_AT; paho refuses publishes above MAX_OUTGOING.
+# Outgoing messages: above BACKPRESSURE_AT the loop writes before it steps more; paho refuses (and we count)
+# publishes above MAX_OUTGOING.
 BACKPRESSURE_AT, MAX_OUTGOING = 20_000, 200_000
 # Service-owned error topic level for readings whose device id cannot be echoed (too long, reserved).
 REJECTED_DEVICE = "_rejected"
@@ -151,7 +152,7 @@ class Service:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         # QoS 1 publishes made while the broker is away are queued by paho; cap the queue so memory is bounded.
-        # (The loop stops reading long before this: see _backlogged.) A publish refused at the cap is counted.
+        # A publish refused at the cap is counted (publish_dropped) and logged.
         client.max_queued_messages_set(MAX_OUTGOING)
         # paho's default of 20 unacknowledged QoS 1 messages made the broker's round trip the throughput limit.
         client.max_inflight_messages_set(1000)
@@ -163,8 +164,8 @@ class Service:
         return len(getattr(self.client, "_out_messages", ()))
 
     def _backlogged(self) -> bool:
-        """Backpressure: stop reading while too many answers wait to go out, so the broker (which keeps QoS 1
-        readings for us) holds the backlog instead of our memory, and no answer is dropped."""
+        """Too many answers wait to go out: leave the read loop so select() can write them (and collect the
+        broker's acknowledgements) before more readings are stepped."""
         return self._outgoing() > BACKPRESSURE_AT
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -306,9 +307,10 @@ class Service:
                     self._connect(None)
                     continue
                 wlist = [sock] if client.want_write() else []
-                rlist = [] if self._backlogged() else [sock]
                 try:
-                    readable, writable, _ = select.select(rlist, wlist, [], 0.2)
+                    # Always readable: the broker's PUBACKs for our answers arrive on this socket too, so a
+                    # loop that stopped reading to let answers drain would wait for ever (it did, in a soak).
+                    readable, writable, _ = select.select([sock], wlist, [], 0.2)
                 except (ValueError, OSError):
                     client.loop_misc()  # the socket was closed under us: let paho notice and drop it
                     continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 from streaming.payloads import FLOAT32_MAX, PayloadError, parse
 
 HUGE = int("9" * 400)  # a 400-digit integer: float() of it raises OverflowError
+# Brief in CI; longer by hand: RNNZOO_FUZZ_EXAMPLES=20000 pytest tests/test_stream_hostile.py -k fuzzed
+FUZZ_EXAMPLES = int(os.environ.get("RNNZOO_FUZZ_EXAMPLES", "400"))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)))
 def test_fuzzed_payloads_parse_to_valid_readings_or_a_payload_error(raw: bytes) -> None:
     try:
@@ -150,7 +153,7 @@ def test_hostile_payloads_each_get_one_error_and_valid_neighbours_all_get_answer
     pub.loop_stop()
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=max(5, FUZZ_EXAMPLES // 100), deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(
         st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=40)),

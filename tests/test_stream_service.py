@@ -200,3 +200,24 @@ def test_broker_killed_and_restarted_mid_stream(mosquitto, collector_factory, mo
     assert_matches_offline(received, seqs, expected, devices)
     stop_service(svc, thread)
     pub.loop_stop()
+
+
+def test_a_backlog_of_unacknowledged_answers_never_stalls_the_loop(
+    mosquitto, collector_factory, model, monkeypatch
+) -> None:
+    """With QoS 1 the broker's PUBACKs arrive on the socket we read readings from: a backlog of answers must
+    make the loop write (and read the acks), never stop reading. A threshold of 3 forces the backlog path."""
+    import streaming.service
+
+    monkeypatch.setattr(streaming.service, "BACKPRESSURE_AT", 3)
+    svc, thread = start_service(mosquitto.url, model, broker={"qos": 1}, max_batch=16)
+    col = collector_factory(mosquitto.port, ["predictions/#"])
+    pub = publisher(mosquitto.port)
+    for t in range(100):
+        for device in ("u", "v", "w"):
+            pub.publish(f"sensors/{device}/imu", json.dumps({"values": [t, 0.5, -1]}), qos=1)
+    assert col.wait_for(lambda: col.count("predictions/") >= 300, 30), col.count("predictions/")
+    assert [m["step"] for _, m in col.of("predictions/u/")] == list(range(100))
+    assert svc.counters["publish_dropped"] == 0
+    stop_service(svc, thread)
+    pub.loop_stop()
