@@ -6,18 +6,18 @@ have a `card.json` beside it, else it is served as a classifier when its last ac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from streaming.window import WindowModel
-from zoo.step import NotStepable, StepModel
+from zoo.step import STEP_FORMAT, NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
 
@@ -182,35 +182,84 @@ def build_served(
     return ServedModel(name, engine, class_names_for(model, card), model, card, note)
 
 
+def _source_files(spec: str) -> list[str]:
+    """The files an export depends on: the .keras file and the card that names it (for a zoo model, or a
+    card.json beside a file)."""
+    if _is_path(spec):
+        keras_file = spec
+    else:
+        from zoo import cards
+
+        keras_file = str(cards.model_dir(spec) / cards.MODEL_FILE)
+    card = os.path.join(os.path.dirname(os.path.abspath(keras_file)), "card.json")
+    return [keras_file] + ([card] if os.path.exists(card) else [])
+
+
 def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> tuple[Any, dict]:
-    """Run the export in a child process; return (StepModel or None for window mode, metadata)."""
-    with tempfile.TemporaryDirectory(prefix="rnnzoo-export-") as tmp:
-        out = os.path.join(tmp, "step.npz")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-I",  # isolated: the current folder and PYTHON* variables cannot inject code into the child
-                "-m",
-                "streaming.export",
-                spec,
-                out,
-                "--mode",
-                mode,
-                "--compute-dtype",
-                compute_dtype,
-                *(["--window", str(window)] if window else []),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if not lines:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(f"exporting {spec!r} failed: {tail[:200]}")
-        meta = json.loads(lines[-1])
-        if "error" in meta:
-            raise ModelError(meta["error"])
-        engine = StepModel.load(out) if meta["mode"] == "step" else None
-        return engine, meta
+    """(StepModel or None for window mode, metadata) for a model, read in a child process that imports
+    TensorFlow — or, when a previous export of the very same files is in the cache, without any child.
+
+    The cache (`$RNNZOO_CACHE/step`, default ~/.cache/rnn-zoo/step) is keyed by the sha256 of the .keras file
+    and its card, the step format and the export options, so a changed model is never served from it; each
+    cached .npz is checked against the sha256 recorded when it was written. A restart that finds it starts in
+    well under a second instead of the ~7-15 s TensorFlow costs.
+    """
+    from zoo.cards import sha256
+    from zoo.data._files import cache_dir
+
+    digest = hashlib.sha256()
+    for path in _source_files(spec):
+        digest.update(sha256(path).encode())
+    digest.update(f"{STEP_FORMAT}|{mode}|{compute_dtype}|{window}".encode())
+    key = digest.hexdigest()[:32]
+    folder = cache_dir("step")
+    npz, meta_file = folder / f"{key}.npz", folder / f"{key}.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        if meta["mode"] != "step":
+            return None, meta
+        if sha256(npz) == meta["npz_sha256"]:
+            return StepModel.load(npz), meta
+    except (OSError, ValueError, KeyError):
+        pass  # no cache entry (or a damaged one): export afresh
+    engine, meta = _export_in_child(spec, mode, compute_dtype, window, str(npz))
+    if engine is not None:
+        meta["npz_sha256"] = sha256(npz)
+    tmp = meta_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, default=str))
+    tmp.replace(meta_file)
+    return engine, meta
+
+
+def _export_in_child(
+    spec: str, mode: str, compute_dtype: str, window: int | None, out: str
+) -> tuple[Any, dict]:
+    """Run `python -I -m streaming.export` and read its answer; the step model is written to `out`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",  # isolated: the current folder and PYTHON* variables cannot inject code into the child
+            "-m",
+            "streaming.export",
+            spec,
+            out,
+            "--mode",
+            mode,
+            "--compute-dtype",
+            compute_dtype,
+            *(["--window", str(window)] if window else []),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelError(f"exporting {spec!r} failed: {tail[:200]}")
+    meta = json.loads(lines[-1])
+    if "error" in meta:
+        raise ModelError(meta["error"])
+    engine = StepModel.load(out) if meta["mode"] == "step" else None
+    return engine, meta

@@ -175,3 +175,27 @@ def test_rnnzoo_serve_of_a_step_model_never_loads_tensorflow(mosquitto, collecto
         if proc.poll() is None:
             proc.kill()
         pub.loop_stop()
+
+
+def test_a_restart_reuses_the_exported_step_model_without_starting_tensorflow(tmp_path, monkeypatch) -> None:
+    import streaming.models as models
+
+    monkeypatch.setenv("RNNZOO_CACHE", str(tmp_path / "cache"))
+    tiny_model(seed=4).save(tmp_path / "tiny.keras")
+    children = []
+    real_export = models._export_in_child
+    monkeypatch.setattr(models, "_export_in_child", lambda *a: children.append(a) or real_export(*a))
+    first = models.serve_model(str(tmp_path / "tiny.keras"), isolate=True)
+    second = models.serve_model(str(tmp_path / "tiny.keras"), isolate=True)
+    assert len(children) == 1 and second.engine.fingerprint == first.engine.fingerprint
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    assert np.array_equal(second.engine.run(x), first.engine.run(x))
+    # A changed model file is a new key: exported again, never served from the old entry.
+    tiny_model(seed=5).save(tmp_path / "tiny.keras")
+    third = models.serve_model(str(tmp_path / "tiny.keras"), isolate=True)
+    assert len(children) == 2 and third.engine.fingerprint != first.engine.fingerprint
+    # A damaged cache file is noticed by its sha256 and rebuilt.
+    npz = max((tmp_path / "cache" / "step").glob("*.npz"), key=lambda p: p.stat().st_mtime)  # the third's
+    npz.write_bytes(npz.read_bytes()[:-10] + b"0" * 10)
+    models.serve_model(str(tmp_path / "tiny.keras"), isolate=True)
+    assert len(children) == 3

@@ -37,6 +37,9 @@ def _identity(x: Array) -> Array:
     return x
 
 
+STEP_FORMAT = "rnnzoo-step/1"  # the .npz a StepModel is saved as; bump when its contents change
+
+
 class NotStepable(ValueError):
     """The model cannot be advanced one reading at a time; the message says why and what to do."""
 
@@ -529,7 +532,7 @@ class StepModel:
     def save(self, path: str | os.PathLike) -> None:
         """Write the step model to an .npz (weights + a JSON description), loadable without Keras or TF."""
         meta: dict[str, Any] = {
-            "format": "rnnzoo-step/1",
+            "format": STEP_FORMAT,
             "n_features": self.n_features,
             "n_outputs": self.n_outputs,
             "fingerprint": self.fingerprint,
@@ -558,7 +561,7 @@ class StepModel:
         """Read a file written by `save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != "rnnzoo-step/1":
+            if meta.get("format") != STEP_FORMAT:
                 raise ValueError(f"{os.fspath(path)!r} is not an rnnzoo step model")
             ops = []
             for entry in meta["ops"]:
