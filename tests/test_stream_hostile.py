@@ -424,3 +424,25 @@ def test_the_export_child_cannot_be_hijacked_from_the_current_folder(tmp_path, m
     monkeypatch.chdir(tmp_path)
     served = serve_model(str(tmp_path / "tiny.keras"), isolate=True)
     assert served.mode == "step" and not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the crash is the point
+def test_a_crash_is_not_reported_as_a_deliberate_stop(mosquitto, collector_factory, model) -> None:
+    svc, thread = start_service(mosquitto.url, model)
+    col = collector_factory(mosquitto.port, ["rnnzoo/status"])
+
+    def broken(state: str) -> None:
+        raise MemoryError("simulated")
+
+    svc._publish_status = (
+        broken  # a failure outside the per-message guard ends the loop (status every 0.5 s)...
+    )
+    thread.join(10)
+    assert not thread.is_alive()
+    # ...and the last status says so, instead of "stopped".
+    assert col.wait_for(
+        lambda: any(m.get("reason", "").startswith("crashed") for _, m in col.of("rnnzoo/status"))
+    )
+    assert [m["reason"] for _, m in col.of("rnnzoo/status") if m["state"] == "offline"] == [
+        "crashed: MemoryError"
+    ]
