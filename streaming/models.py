@@ -195,6 +195,17 @@ def _source_files(spec: str) -> list[str]:
     return [keras_file] + ([card] if os.path.exists(card) else [])
 
 
+def export_cache_key(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> str:
+    """The step-model cache key: sha256 of the .keras file and its card, the step format and the options."""
+    from zoo.cards import sha256
+
+    digest = hashlib.sha256()
+    for path in _source_files(spec):
+        digest.update(sha256(path).encode())
+    digest.update(f"{STEP_FORMAT}|{mode}|{compute_dtype}|{window}".encode())
+    return digest.hexdigest()[:32]
+
+
 def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> tuple[Any, dict]:
     """(StepModel or None for window mode, metadata) for a model, read in a child process that imports
     TensorFlow — or, when a previous export of the very same files is in the cache, without any child.
@@ -207,11 +218,7 @@ def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None
     from zoo.cards import sha256
     from zoo.data._files import cache_dir
 
-    digest = hashlib.sha256()
-    for path in _source_files(spec):
-        digest.update(sha256(path).encode())
-    digest.update(f"{STEP_FORMAT}|{mode}|{compute_dtype}|{window}".encode())
-    key = digest.hexdigest()[:32]
+    key = export_cache_key(spec, mode, compute_dtype, window)
     folder = cache_dir("step")
     npz, meta_file = folder / f"{key}.npz", folder / f"{key}.json"
     try:
