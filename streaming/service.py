@@ -447,8 +447,11 @@ class Service:
     def _internal_error(self, topic: str, err: Exception) -> None:
         if self._log_budget.allow("internal"):
             log.exception("unexpected failure on a message from %s (the service goes on)", topic[:200])
-        device = topic.split("/")[1] if topic.count("/") >= 1 else REJECTED_DEVICE
-        if self._refuse_device(device):
+        try:  # the binding's own device level, not a guess at the topic's shape
+            route, device, _, refused = self._route_for(topic)
+        except Exception:  # noqa: BLE001 - routing itself may be what failed
+            route, refused = None, "unroutable"
+        if route is None or refused:
             device = REJECTED_DEVICE
         self._error(device, topic[:200], "internal error", type(err).__name__)
 
