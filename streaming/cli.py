@@ -64,6 +64,11 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
         ("max_new_devices_per_s", service, "max_new_devices_per_s"),
         ("output", service, "output"),
         ("status_topic", service, "status_topic"),
+        ("metrics_port", service, "metrics_port"),
+        ("metrics_host", service, "metrics_host"),
+        ("homeassistant", service, "homeassistant"),
+        ("homeassistant_remove", service, "homeassistant_remove"),
+        ("log_format", service, "log_format"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -78,11 +83,13 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s"
-    )
+    from streaming.logs import configure
+
+    configure(args.log_level, args.log_format or "text")
     try:
         settings = _settings_from_args(args)
+        if settings.service.log_format != (args.log_format or "text"):
+            configure(args.log_level, settings.service.log_format)  # the config file asked for JSON lines
         from streaming.service import Service, run_until_signal
 
         service = Service(settings)
@@ -183,6 +190,16 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve`, `simulate` and `demo` to the rnnzoo command line."""
     serve = subparsers.add_parser(
@@ -233,7 +250,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one message per reading, one per micro-batch, or both",
     )
     serve.add_argument("--status-topic", help="retained online/offline topic (last will)")
+    serve.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port)",
+    )
+    serve.add_argument("--metrics-host", help="address for --metrics-port (default 127.0.0.1)")
+    serve.add_argument(
+        "--homeassistant",
+        nargs="?",
+        const="homeassistant",
+        metavar="PREFIX",
+        help="announce each device to Home Assistant by MQTT discovery (prefix default: homeassistant)",
+    )
+    serve.add_argument(
+        "--homeassistant-remove",
+        action="store_true",
+        default=None,
+        help="remove a device's Home Assistant sensors when its state is evicted or reset",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], help="text lines (default) or one JSON object per line"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sim = subparsers.add_parser(

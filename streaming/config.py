@@ -15,6 +15,8 @@ Example config:
     snapshot_path = "state/snapshot.npz"
     snapshot_interval_s = 30
     output = "reading"                   # "reading", "batch" (one message per micro-batch) or "both"
+    metrics_port = 9100                  # Prometheus /metrics, /healthz, /readyz (absent: no HTTP server)
+    homeassistant = true                 # Home Assistant MQTT discovery (or a prefix: "homeassistant")
 
     [[bindings]]
     topic = "sensors/+/imu"              # the `+` level is the device id
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
@@ -102,6 +105,11 @@ class ServiceSettings:
     max_device_id_bytes: int = 128  # a longer id costs its length in RAM and in every snapshot: refused
     max_new_devices_per_s: float | None = 1000.0  # admission cap, so fake ids cannot churn the table freely
     max_snapshot_bytes: int = 1 << 31  # a larger snapshot file is refused before it is read
+    metrics_port: int | None = None  # serve /metrics, /healthz, /readyz on this port (0: any free port)
+    metrics_host: str = "127.0.0.1"  # off the network unless asked
+    homeassistant: bool | str | None = None  # MQTT discovery: true, or the discovery prefix
+    homeassistant_remove: bool = False  # remove a device's sensors when its state is evicted or reset
+    log_format: str = "text"  # "text" or "json" (one object per line)
 
 
 @dataclass
@@ -195,6 +203,15 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("[service] max_new_devices_per_s must be > 0 (or absent for no cap)")
     if service.compute_dtype not in ("float32", "float64"):
         raise ConfigError("[service] compute_dtype must be 'float32' or 'float64'")
+    if service.metrics_port is not None and not 0 <= service.metrics_port <= 65535:
+        raise ConfigError(
+            f"[service] metrics_port must be 0..65535 (0: any free port), got {service.metrics_port}"
+        )
+    if not service.metrics_host:
+        raise ConfigError("[service] metrics_host must not be empty (127.0.0.1 keeps it off the network)")
+    if service.log_format not in ("text", "json"):
+        raise ConfigError(f"[service] log_format must be 'text' or 'json', got {service.log_format!r}")
+    _validate_homeassistant(service)
     if not settings.bindings:
         raise ConfigError("no [[bindings]]: bind at least one topic filter to a model")
     for i, b in enumerate(settings.bindings):
@@ -212,6 +229,28 @@ def validate(settings: Settings) -> Settings:
         if b.mode not in ("auto", "step", "window"):
             raise ConfigError(f"binding {i}: mode must be 'auto', 'step' or 'window', got {b.mode!r}")
     return settings
+
+
+def _validate_homeassistant(service: ServiceSettings) -> None:
+    """`homeassistant = true` means the default prefix; a string is the prefix; false or absent: off."""
+    if service.homeassistant is True:
+        service.homeassistant = "homeassistant"
+    elif service.homeassistant is False:
+        service.homeassistant = None
+    prefix = service.homeassistant
+    if prefix is None:
+        if service.homeassistant_remove:
+            raise ConfigError("[service] homeassistant_remove is set but homeassistant (discovery) is off")
+        return
+    if not re.fullmatch(r"[^+#\x00-\x1f]+", prefix) or prefix.startswith("/") or prefix.endswith("/"):
+        raise ConfigError(
+            f"[service] homeassistant prefix {prefix!r} must be a topic without wildcards or a leading or "
+            "trailing '/' (Home Assistant's default is 'homeassistant')"
+        )
+    if service.output == "batch":
+        raise ConfigError(
+            "[service] homeassistant needs a prediction topic per device: output 'reading' or 'both', not 'batch'"
+        )
 
 
 def from_dict(data: dict[str, Any]) -> Settings:

@@ -26,15 +26,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from streaming.config import Binding, Settings
+from streaming.logs import LogBudget
 from streaming.models import ServedModel, serve_model
 from streaming.payloads import PayloadError, Reading, parse
 from streaming.state import FULL, RATE_LIMITED, SnapshotError, StateTable, load_snapshot, save_snapshot
+
+if TYPE_CHECKING:
+    from streaming.health import HealthServer
+    from streaming.homeassistant import Discovery
+    from streaming.metrics import Histogram, ServiceHistograms
 
 log = logging.getLogger("streaming")
 
@@ -46,6 +52,9 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 30.0
 BACKPRESSURE_AT, MAX_OUTGOING = 20_000, 200_000
 # Service-owned error topic level for readings whose device id cannot be echoed (too long, reserved).
 REJECTED_DEVICE = "_rejected"
+# /healthz fails when the loop has not gone round for this long. It goes round at least every 0.2 s (the
+# select timeout) and during reconnect backoffs (30 s at most); a 1,000,000-device snapshot takes seconds.
+STALLED_AFTER_S = 60.0
 
 
 class BrokerUnreachable(ConnectionError):
@@ -71,6 +80,13 @@ class Route:
     key: str
     device_level: int
     _topics: dict[str, str] = field(default_factory=dict)
+    # Counted here, read by the metrics collector at scrape time (the status carries the service's totals).
+    readings: int = 0
+    predictions: int = 0
+    resets: int = 0
+    # Set when metrics are on; the loop observes into them once per wave.
+    step_seconds: Histogram | None = None
+    latency_seconds: Histogram | None = None
 
     def output_topic(self, device: str) -> str:
         topic = self._topics.get(device)
@@ -110,13 +126,15 @@ class Service:
             )
             self.routes.append(Route(b, served, table, f"{b.topic}|{served.name}", int(b.device_level or 0)))
         self.counters: Counter[str] = Counter()
-        self.error_reasons: Counter[str] = Counter()
+        # Errors by (model, reason); the model is "" where the message reached no binding.
+        self.errors: Counter[tuple[str, str]] = Counter()
         self._pending: list[tuple[str, bytes]] = []
         self._received = 0
         self._route_cache: dict[str, tuple[Route | None, str, bool, str | None]] = {}
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._started = time.time()
+        self._started_monotonic = time.monotonic()
         # Connection health: failures since the last accepted CONNECT drive the backoff; refusals before the
         # first success (bad credentials, TLS mismatch) end the start-up after broker.max_refusals.
         self._failures = 0
@@ -125,9 +143,75 @@ class Service:
         self._ever_connected = False
         self._awaiting_connack = False
         self._just_refused = False
-        self._log_budget = _LogBudget()
+        self._log_budget = LogBudget(log)
+        # Probes (/healthz, /readyz): the loop's last turn, SUBACK received, snapshot restored.
+        self._beat = time.monotonic()
+        self._running = False
+        self._subscribed = threading.Event()
+        self._subscribe_mid: int | None = None
+        self._restored = False
+        self._last_snapshot: float | None = None
+        self.histograms: ServiceHistograms | None = None
+        self.http: HealthServer | None = None
+        if svc.metrics_port is not None:
+            from streaming.metrics import ServiceHistograms
+
+            self.histograms = ServiceHistograms()
+            for route in self.routes:
+                route.step_seconds, route.latency_seconds = self.histograms.for_model(route.model.name)
+        self._ha: Discovery | None = None
+        if svc.homeassistant:
+            from streaming.homeassistant import Discovery
+
+            self._ha = Discovery(
+                str(svc.homeassistant), svc.status_topic, svc.homeassistant_remove, self._publish
+            )
         self.client = self._make_client()
         self._restore()
+        self._restored = True  # whatever it found: restored, none, or a bad one moved aside
+
+    @property
+    def error_reasons(self) -> Counter[str]:
+        """Errors by reason, whatever the model (the status's "errors")."""
+        out: Counter[str] = Counter()
+        for (_, reason), n in list(self.errors.items()):
+            out[reason] += n
+        return out
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def liveness(self) -> tuple[bool, str]:
+        """(alive, why) for /healthz: the loop is running and went round within STALLED_AFTER_S."""
+        if not self._running:
+            return False, "not running: the service loop has ended"
+        idle = time.monotonic() - self._beat
+        if idle > STALLED_AFTER_S:
+            return False, f"stalled: the service loop has not gone round for {idle:.0f} s"
+        return True, "alive"
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why) for /readyz: connected to the broker, subscriptions acknowledged, snapshot restored."""
+        missing = []
+        if not self._running:
+            missing.append("the service loop is not running")
+        if not self._connected.is_set():
+            missing.append(f"not connected to {self.settings.broker.safe_url}")
+        elif not self._subscribed.is_set():
+            missing.append("subscriptions not acknowledged yet")
+        if not self._restored:
+            missing.append("snapshot not restored yet")
+        if missing:
+            return False, "not ready: " + "; ".join(missing)
+        return True, "ready"
+
+    def snapshot_age(self) -> float | None:
+        """Seconds since the last snapshot was written (since the start before the first); None without one."""
+        if not self.settings.service.snapshot_path:
+            return None
+        since = self._last_snapshot if self._last_snapshot is not None else self._started_monotonic
+        return time.monotonic() - since
 
     # -- MQTT plumbing -----------------------------------------------------------------------------------------
 
@@ -151,6 +235,7 @@ class Service:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         # QoS 1 publishes made while the broker is away are queued by paho; cap the queue so memory is bounded.
         # A publish refused at the cap is counted (publish_dropped) and logged.
         client.max_queued_messages_set(MAX_OUTGOING)
@@ -178,21 +263,37 @@ class Service:
             log.error("%s (attempt %d)", self._refusal, self._failures)
             return
         self._failures = self._refusals = 0
+        if self._ever_connected and self._ha is not None:
+            self._ha.reconnected()  # a broker without persistence has forgotten the retained configs
         self._ever_connected = True
         qos = self.settings.broker.qos
         topics = {r.binding.topic for r in self.routes} | {
             r.binding.reset_topic for r in self.routes if r.binding.reset_topic
         }
         # Subscribing here, not once after connect, re-subscribes after every reconnect.
-        client.subscribe([(t, qos) for t in sorted(topics)])
+        self._subscribed.clear()
+        _, self._subscribe_mid = client.subscribe([(t, qos) for t in sorted(topics)])
         self._publish_status("online")
         self._connected.set()
         log.info(
             "connected to %s, subscribed to %s", self.settings.broker.safe_url, ", ".join(sorted(topics))
         )
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            # Stays not ready (/readyz says so): an ACL that refuses our filters is not fixed by retrying.
+            log.error(
+                "broker %s refused a subscription: %s", self.settings.broker.safe_url, ", ".join(refused)
+            )
+            return
+        self._subscribed.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         if self._awaiting_connack:  # closed before any answer: e.g. plain MQTT sent to a TLS listener
             self._awaiting_connack = False
             self._failures += 1
@@ -218,6 +319,7 @@ class Service:
         when the previous attempts failed. Before the first accepted CONNECT, refusals are bounded."""
         broker = self.settings.broker
         while not self._stop.is_set():
+            self._beat = time.monotonic()  # backing off is alive: /healthz stays 200
             if not self._ever_connected and self._refusals >= broker.max_refusals:
                 raise BrokerRefused(self._refusal)
             if self._failures:
@@ -282,8 +384,8 @@ class Service:
         return self._connected.wait(timeout)
 
     def run(self) -> None:
-        """Connect and serve until stop(). Raises BrokerUnreachable if the first connection never succeeds."""
-        svc = self.settings.service
+        """Connect and serve until stop(). Raises BrokerUnreachable if the first connection never succeeds,
+        OSError if the metrics port cannot be bound."""
         try:
             # One BLAS thread: micro-batch matmuls are small, and a second BLAS thread fighting the broker and
             # the network for 2 cores made a 512-row step 7x slower in measurement.
@@ -292,6 +394,40 @@ class Service:
             threadpool_limits(1)
         except ImportError:
             pass
+        self._running = True
+        self._beat = time.monotonic()
+        try:
+            self._start_http()
+            self._serve()
+        finally:
+            self._running = False
+            self._log_budget.flush(final=True)
+            if self.http is not None:
+                self.http.stop()
+
+    def _start_http(self) -> None:
+        """Serve /metrics, /healthz and /readyz when a metrics port is configured."""
+        svc = self.settings.service
+        if svc.metrics_port is None:
+            return
+        from streaming.health import HealthServer
+        from streaming.metrics import service_registry
+
+        try:
+            self.http = HealthServer(
+                svc.metrics_host, svc.metrics_port, service_registry(self), self.liveness, self.readiness
+            )
+        except OSError as err:
+            raise OSError(
+                f"metrics port {svc.metrics_host}:{svc.metrics_port}: {err.strerror or err}"
+            ) from None
+        self.http.start()
+        log.info(
+            "metrics on http://%s:%d/metrics (probes: /healthz, /readyz)", svc.metrics_host, self.http.port
+        )
+
+    def _serve(self) -> None:
+        svc = self.settings.service
         self._connect(time.monotonic() + self.settings.broker.connect_timeout_s)
         max_batch, max_delay = svc.max_batch, svc.max_delay_ms / 1000.0
         next_misc = next_status = next_evict = 0.0
@@ -330,13 +466,14 @@ class Service:
                                 client.loop_write()
                             if self._backlogged():
                                 break
-                            started = time.monotonic()
+                            started = self._beat = time.monotonic()
                     self._flush()
                 if writable and client.socket() is not None:
                     client.loop_write()
-                now = time.monotonic()
+                now = self._beat = time.monotonic()
                 if now >= next_misc:
                     client.loop_misc()  # keepalive pings and QoS retries
+                    self._log_budget.flush()  # "suppressed N lines" once a kind's period is over
                     next_misc = now + 1.0
                 if now >= next_evict:
                     self._evict()
@@ -403,6 +540,8 @@ class Service:
             return
         batch, self._pending = self._pending, []
         self.counters["batches"] += 1
+        if self.histograms is not None:
+            self.histograms.batch_size.observe(len(batch))
         now = time.time()
         # Work per route, in arrival order, cut at resets so a reset lands between the right readings.
         segment: dict[int, list[tuple[str, Reading]]] = {}
@@ -423,7 +562,7 @@ class Service:
         if route is None:
             return segment
         if refused:
-            self._error(REJECTED_DEVICE, topic[:200], "bad device id", refused)
+            self._error(REJECTED_DEVICE, topic[:200], "bad device id", refused, route.model.name)
             return segment
         if is_reset:
             self._step_segment(segment, now)
@@ -437,23 +576,29 @@ class Service:
                 route.binding.senml_names,
             )
         except PayloadError as err:
-            self._error(device, topic, err.reason, err.detail)
+            self._error(device, topic, err.reason, err.detail, route.model.name)
             return segment
+        route.readings += len(readings)
         items = segment.setdefault(id(route), [])
         for reading in readings:
             items.append((device, reading))
         return segment
 
     def _internal_error(self, topic: str, err: Exception) -> None:
-        if self._log_budget.allow("internal"):
-            log.exception("unexpected failure on a message from %s (the service goes on)", topic[:200])
         try:  # the binding's own device level, not a guess at the topic's shape
             route, device, _, refused = self._route_for(topic)
         except Exception:  # noqa: BLE001 - routing itself may be what failed
             route, refused = None, "unroutable"
         if route is None or refused:
             device = REJECTED_DEVICE
-        self._error(device, topic[:200], "internal error", type(err).__name__)
+        model = route.model.name if route is not None else ""
+        if self._log_budget.allow("internal error"):
+            log.exception(
+                "unexpected failure on a message from %r (the service goes on)",
+                topic[:200],
+                extra={"device": device, "model": model, "reason": "internal error", "topic": topic[:200]},
+            )
+        self._error(device, topic[:200], "internal error", type(err).__name__, model, logged=True)
 
     def _step_segment(self, segment: dict[int, list[tuple[str, Reading]]], now: float) -> None:
         for route in self.routes:
@@ -462,13 +607,19 @@ class Service:
                 try:
                     self._step_route(route, items, now)
                 except Exception as err:  # noqa: BLE001 - a bug must not stop the service
-                    if self._log_budget.allow("internal"):
-                        log.exception("stepping %s failed (the service goes on)", route.model.name)
+                    model = route.model.name
+                    if self._log_budget.allow("internal error"):
+                        log.exception(
+                            "stepping %s failed (the service goes on)",
+                            model,
+                            extra={"model": model, "reason": "internal error"},
+                        )
                     for device, _ in items:
-                        self._error(device, "", "internal error", type(err).__name__)
+                        self._error(device, "", "internal error", type(err).__name__, model, logged=True)
 
     def _step_route(self, route: Route, items: list[tuple[str, Reading]], now: float) -> None:
         table = route.table
+        model = route.model.name
         # Waves: the k-th wave holds each device's k-th reading of this batch, so every device advances in order.
         waves: list[list[tuple[int, str, Reading]]] = []
         seen: dict[int, int] = {}
@@ -476,11 +627,11 @@ class Service:
         for device, reading in items:
             slot = table.slot(device, now)
             if slot == FULL:
-                self._error(device, "", "device limit reached", f"max_devices={table.max_devices}")
+                self._error(device, "", "device limit reached", f"max_devices={table.max_devices}", model)
                 continue
             if slot == RATE_LIMITED:
                 self._error(
-                    device, "", "new device rate limit", f"max_new_devices_per_s={table.max_new_per_s}"
+                    device, "", "new device rate limit", f"max_new_devices_per_s={table.max_new_per_s}", model
                 )
                 continue
             if reading.t is not None:
@@ -488,7 +639,9 @@ class Service:
                 # or a late reading would otherwise advance the state a second time or out of order.
                 previous = last_t.get(slot, table.last_t[slot])
                 if previous == previous and reading.t <= previous:  # previous is NaN when there was none
-                    self._error(device, "", "stale timestamp", f"t={reading.t!r} is not after {previous!r}")
+                    self._error(
+                        device, "", "stale timestamp", f"t={reading.t!r} is not after {previous!r}", model
+                    )
                     continue
                 last_t[slot] = reading.t
             k = seen.get(slot, 0)
@@ -496,19 +649,29 @@ class Service:
             if k == len(waves):
                 waves.append([])
             waves[k].append((slot, device, reading))
+        if self._ha is not None and waves:
+            self._ha.announce(route, [w[1] for w in waves[0]])  # the first wave holds every device once
         engine = route.model.engine
+        step_seconds, latency_seconds = route.step_seconds, route.latency_seconds
         for wave in waves:
             slots = np.fromiter((w[0] for w in wave), dtype=np.int64, count=len(wave))
             x = np.array([w[2].values for w in wave], dtype=np.float32)
             steps = table.steps[slots]
+            began = time.perf_counter()
             outputs, new_state = engine.advance(x, table.state[slots], steps)
+            if step_seconds is not None:
+                step_seconds.observe(time.perf_counter() - began)
             # A reading that would make the state or the output non-finite is refused, not committed: one
             # such reading would otherwise poison that device's state for good.
             finite = np.isfinite(new_state).all(axis=1) & np.isfinite(outputs).all(axis=1)
             if not finite.all():
                 for i in np.flatnonzero(~finite).tolist():
                     self._error(
-                        wave[i][1], "", "non-finite result", "the reading drives the model out of range"
+                        wave[i][1],
+                        "",
+                        "non-finite result",
+                        "the reading drives the model out of range",
+                        model,
                     )
                 wave = [w for w, ok in zip(wave, finite.tolist(), strict=True) if ok]
                 slots, steps = slots[finite], steps[finite]
@@ -518,9 +681,11 @@ class Service:
             t = np.array([np.nan if w[2].t is None else w[2].t for w in wave], dtype=np.float64)
             table.commit(slots, new_state, now, t)
             self._publish_predictions(route, wave, steps, outputs)
+            if latency_seconds is not None:
+                latency_seconds.observe_latencies(t, time.time())
 
-    def _publish(self, topic: str, payload: str, qos: int) -> None:
-        info = self.client.publish(topic, payload, qos)
+    def _publish(self, topic: str, payload: str, qos: int, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos, retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.counters["publish_dropped"] += 1
             if self._log_budget.allow("dropped"):
@@ -564,17 +729,33 @@ class Service:
             publish(topic, json.dumps(body, allow_nan=False), qos)
         self.counters["readings"] += len(wave)
         self.counters["predictions"] += len(wave)
+        route.predictions += len(wave)
 
-    def _error(self, device: str, topic: str, reason: str, detail: str) -> None:
+    def _error(
+        self, device: str, topic: str, reason: str, detail: str, model: str = "", logged: bool = False
+    ) -> None:
+        """Answer a refused or failed message on the error topic, count it, and log it within the budget
+        (one kind per reason: a flood of one kind cannot hide the first lines of another)."""
         self.counters["errors"] += 1
-        self.error_reasons[reason] += 1
+        self.errors[(model, reason)] += 1
         payload = json.dumps({"reason": reason, "detail": detail[:200], "topic": topic})
         self._publish(self.settings.service.error_topic.format(device=device), payload, 0)
+        if not logged and self._log_budget.allow(reason):
+            # %r: a device id or topic comes from outside and may hold a newline; repr keeps it on one line.
+            log.warning(
+                "refused a message from device %r (%s): %s: %s",
+                device[:200],
+                model or "no model",
+                reason,
+                detail[:200],
+                extra={"device": device[:200], "model": model, "reason": reason, "topic": topic},
+            )
 
     def _reset(self, device: str) -> None:
         for route in self.routes:
             if route.table.remove(device):
                 self.counters["resets"] += 1
+                route.resets += 1
 
     def _evict(self) -> None:
         now = time.time()
@@ -582,6 +763,8 @@ class Service:
             evicted = route.table.evict_idle(now)
             if evicted:
                 log.info("evicted %d idle devices from %s", len(evicted), route.model.name)
+            if self._ha is not None:
+                self._ha.sweep(route)  # before compact() below clears the route's topic cache
             if route.table.compact():
                 # The caches hold device ids too; drop them with the slots, so memory really comes back.
                 self._route_cache.clear()
@@ -597,12 +780,18 @@ class Service:
             return
         tables = {r.key: r.table for r in self.routes}
         fingerprints = {r.key: r.model.engine.fingerprint for r in self.routes}
+        began = time.monotonic()
         try:
             save_snapshot(path, tables, fingerprints)
             self.counters["snapshots"] += 1
         except OSError as err:
             # A full disk must not stop predictions; the next interval tries again.
+            self.counters["snapshot_failures"] += 1
             log.error("snapshot to %s failed: %s", path, err)
+            return
+        self._last_snapshot = time.monotonic()
+        if self.histograms is not None:
+            self.histograms.snapshot_seconds.observe(self._last_snapshot - began)
 
     def _restore(self) -> None:
         svc = self.settings.service
@@ -647,22 +836,6 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-class _LogBudget:
-    """At most `per_minute` log lines of each kind a minute, so a flood of failures cannot fill a disk."""
-
-    def __init__(self, per_minute: int = 10):
-        self.per_minute = per_minute
-        self._window: dict[str, tuple[float, int]] = {}
-
-    def allow(self, kind: str) -> bool:
-        now = time.monotonic()
-        start, count = self._window.get(kind, (now, 0))
-        if now - start >= 60.0:
-            start, count = now, 0
-        self._window[kind] = (start, count + 1)
-        return count < self.per_minute
 
 
 def run_until_signal(service: Service, on_started: Callable[[], None] | None = None) -> None:
