@@ -207,7 +207,7 @@ def role_naive(port: int, model_spec: str) -> None:
     StepModel.from_keras(model)  # refuse non-causal models here too
     net = stateful_copy(model)
     recurrent = [layer for layer in net.layers if type(layer).__name__ in ("SimpleRNN", "LSTM", "GRU")]
-    names = (card or {}).get("preprocessing", {}).get("class_names")
+    names = card.class_names if card else None
     states: dict[str, list[np.ndarray]] = {}
     steps: dict[str, int] = {}
     zero = [[np.zeros(v.shape, "float32") for v in layer.states] for layer in recurrent]

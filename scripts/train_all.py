@@ -30,7 +30,7 @@ def main() -> None:
         start = time.perf_counter()
         print(f"[{i}/{len(names)}] training {name}", flush=True)
         card = zoo.train(name, out=args.out, verbose=0 if args.quiet else 2)
-        m = card["test_metrics"]
+        m = card.test_metrics
         headline = {
             k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "mase", "nll_per_frame") if k in m
         }

@@ -37,7 +37,7 @@ def main() -> int:
         served.engine.save(args.out)
     meta = {
         "name": name,
-        "card": card,
+        "card": card.to_json() if card else None,
         "mode": served.mode,
         "class_names": served.class_names,
         "note": served.note,

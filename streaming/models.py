@@ -1,7 +1,8 @@
 """Resolve a binding's model (a zoo name or a .keras path) into the engine that serves it, step or window.
 
-A zoo model's card says how it streams (`card["streaming"]`) and names its classes; a bare `.keras` file may
-have a `card.json` beside it, else it is served as a classifier when its last activation is softmax.
+A zoo model's card (`zoo.cards.Card`) says how it streams (`card.streaming`) and names its classes; a bare
+`.keras` file may have a `card.json` beside it, else it is served as a classifier when its last activation is
+softmax.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streaming.window import WindowModel
+from zoo.cards import Card, CardError, parse_card, sha256
 from zoo.step import STEP_FORMAT, NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
@@ -34,7 +36,7 @@ class ServedModel:
     engine: StepModel | WindowModel
     class_names: list[str] | None
     keras_model: Any
-    card: dict | None = None
+    card: Card | None = None
     note: str = ""  # why window mode was chosen, when it was
 
     @property
@@ -50,13 +52,12 @@ def _zoo() -> Any | None:
     return zoo if hasattr(zoo, "load") else None
 
 
-def load_keras(spec: str) -> tuple[Any, dict | None, str]:
+def load_keras(spec: str) -> tuple[Any, Card | None, str]:
     """(keras model, card or None, display name) for a zoo name or a path to a .keras file."""
     if _is_path(spec):
         if not os.path.exists(spec):
             raise ModelError(f"model file {spec!r} not found")
         from zoo.backend import keras
-        from zoo.cards import sha256
 
         try:
             model = keras.saving.load_model(spec, safe_mode=True, compile=False)
@@ -68,7 +69,7 @@ def load_keras(spec: str) -> tuple[Any, dict | None, str]:
         if name == "model":
             # A file named by its folder's card only when the card vouches for this very file; otherwise by
             # its own hash, so an altered copy can never pass for the zoo model it was made from.
-            name = card["name"] if card and card.get("name") else f"model-{digest[:12]}"
+            name = card.name if card else f"model-{digest[:12]}"
         return model, card, name
     zoo = _zoo()
     if zoo is None:
@@ -97,26 +98,25 @@ def _check_streamable(zoo: Any, name: str) -> None:
         raise ModelError(str(err)) from None
 
 
-def _card_beside(path: str, digest: str) -> dict | None:
-    """The card.json next to a model file, only if it names this very file (its sha256): a card beside an
-    altered model must not lend it the zoo name, class names or streaming settings of the original."""
+def _card_beside(path: str, digest: str) -> Card | None:
+    """The card.json next to a model file, only if it is a valid card that names this very file (its sha256):
+    a card beside an altered model must not lend it the zoo name, class names or streaming settings of the
+    original; a malformed card is ignored like a missing one."""
     card_path = os.path.join(os.path.dirname(os.path.abspath(path)), "card.json")
     try:
         with open(card_path) as f:
-            card = json.load(f)
-    except (OSError, ValueError):
+            card = parse_card(f.read(), card_path)
+    except (OSError, UnicodeDecodeError, CardError):
         return None
-    if not isinstance(card, dict) or card.get("sha256") != digest:
-        return None
-    return card
+    return card if card.sha256 == digest else None
 
 
-def class_names_for(model: Any, card: dict | None) -> list[str] | None:
+def class_names_for(model: Any, card: Card | None) -> list[str] | None:
     n_out = int(model.outputs[0].shape[-1])
-    if card is not None and "head" in card:
-        if card["head"] not in CLASSIFIER_HEADS:
+    if card is not None:
+        if card.head not in CLASSIFIER_HEADS:
             return None
-        names = (card.get("preprocessing") or {}).get("class_names")
+        names = card.class_names
         return [str(c) for c in names] if names else [str(i) for i in range(n_out)]
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
@@ -143,23 +143,21 @@ def serve_model(
     if isolate and mode != "window":
         engine, meta = export_in_child(spec, mode, compute_dtype, window)
         if engine is not None:
-            return ServedModel(
-                name or meta["name"], engine, meta["class_names"], None, meta["card"], meta["note"]
-            )
+            card = Card.from_json(meta["card"]) if meta["card"] else None
+            return ServedModel(name or meta["name"], engine, meta["class_names"], None, card, meta["note"])
     model, card, display = load_keras(spec)
     return build_served(model, card, name or display, mode, window, compute_dtype)
 
 
 def build_served(
     model: Any,
-    card: dict | None,
+    card: Card | None,
     name: str,
     mode: str = "auto",
     window: int | None = None,
     compute_dtype: str = "float64",
 ) -> ServedModel:
-    streaming = (card or {}).get("streaming") or {}
-    if mode == "auto" and streaming.get("mode") == "window":
+    if mode == "auto" and card is not None and card.streaming.mode == "window":
         mode = "window"
     note = ""
     engine: StepModel | WindowModel | None = None
@@ -171,7 +169,7 @@ def build_served(
                 raise ModelError(f"model {name!r} cannot stream step by step: {err}") from None
             note = str(err)
     if engine is None:
-        w = window or streaming.get("window") or (card or {}).get("preprocessing", {}).get("sequence_length")
+        w = window or (card and (card.streaming.window or card.preprocessing.sequence_length))
         w = w or model.inputs[0].shape[1]
         if not w:
             raise ModelError(f"model {name!r} needs window mode ({note or 'asked'}); set a window length")
@@ -197,8 +195,6 @@ def _source_files(spec: str) -> list[str]:
 
 def export_cache_key(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> str:
     """The step-model cache key: sha256 of the .keras file and its card, the step format and the options."""
-    from zoo.cards import sha256
-
     digest = hashlib.sha256()
     for path in _source_files(spec):
         digest.update(sha256(path).encode())
@@ -215,7 +211,6 @@ def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None
     cached .npz is checked against the sha256 recorded when it was written. A restart that finds it starts in
     well under a second instead of the ~7-15 s TensorFlow costs.
     """
-    from zoo.cards import sha256
     from zoo.data._files import cache_dir
 
     key = export_cache_key(spec, mode, compute_dtype, window)
@@ -223,11 +218,13 @@ def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None
     npz, meta_file = folder / f"{key}.npz", folder / f"{key}.json"
     try:
         meta = json.loads(meta_file.read_text())
+        if meta["card"] is not None:
+            Card.from_json(meta["card"])  # written by another version of the card schema: export afresh
         if meta["mode"] != "step":
             return None, meta
         if sha256(npz) == meta["npz_sha256"]:
             return StepModel.load(npz), meta
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, CardError):
         pass  # no cache entry (or a damaged one): export afresh
     engine, meta = _export_in_child(spec, mode, compute_dtype, window, str(npz))
     if engine is not None:

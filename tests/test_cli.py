@@ -40,7 +40,7 @@ def test_predict_on_csv_and_wrong_shape(tmp_path, capsys) -> None:
     good = tmp_path / "walk.csv"
     np.savetxt(good, x[0], delimiter=",")
     assert main(["predict", "activity-gru-causal", "--input", str(good)]) == 0
-    names = zoo.card("activity-gru-causal")["preprocessing"]["class_names"]
+    names = zoo.card("activity-gru-causal").class_names
     assert names[y[0]] in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     np.savetxt(bad, x[0][:, :4], delimiter=",")

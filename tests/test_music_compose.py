@@ -33,17 +33,17 @@ def test_the_three_cells_ship_and_beat_both_baselines() -> None:
     assert CHORALE_MODELS == ["chorales-lstm", "chorales-gru", "chorales-simple"]
     for name in CHORALE_MODELS:
         card = zoo.card(name)
-        nll = card["test_metrics"]["nll_per_frame"]
-        assert nll < min(b["nll_per_frame"] for b in card["baselines"].values()), name
+        nll = card.test_metrics["nll_per_frame"]
+        assert nll < min(b["nll_per_frame"] for b in card.baselines.values()), name
         # Parity is measured over the real frames of the test chorales (not their end padding).
-        assert card["streaming"]["mode"] == "step" and card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
-        assert {row["model"] for row in card["cell_comparison"]} == set(CHORALE_MODELS)
+        assert card.streaming.mode == "step" and card.streaming.max_abs_diff_vs_keras <= 1e-5
+        assert {row["model"] for row in card.cell_comparison} == set(CHORALE_MODELS)
 
 
 @pytest.mark.parametrize("name", CHORALE_MODELS)
 def test_re_evaluation_matches_card_nll(name: str) -> None:
     fresh = zoo.evaluate(name)["nll_per_frame"]
-    assert fresh == pytest.approx(zoo.card(name)["test_metrics"]["nll_per_frame"], abs=2e-3)
+    assert fresh == pytest.approx(zoo.card(name).test_metrics["nll_per_frame"], abs=2e-3)
 
 
 @pytest.mark.parametrize("name", CHORALE_MODELS)

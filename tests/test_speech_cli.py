@@ -29,7 +29,7 @@ def _say(tmp_path: Path, text: str, voice: str, name: str = "x.wav") -> Path:
 @needs_espeak
 def test_transcribe_three_one_four_with_an_unseen_voice(tmp_path: Path, capsys) -> None:
     # "m1" is a test-split variant: never heard in training.
-    assert "m1" in zoo.card(CTC)["dataset"]["test_voice_variants"]
+    assert "m1" in zoo.card(CTC).dataset.details["test_voice_variants"]
     path = _say(tmp_path, "three one four", "en+m1")
     assert main(["transcribe", CTC, str(path)]) == 0
     assert capsys.readouterr().out.strip() == "314"
@@ -90,7 +90,7 @@ def test_bad_audio_via_subprocess_has_no_traceback(tmp_path: Path) -> None:
 
 
 def test_transcribe_refuses_a_model_that_is_not_a_transcriber(capsys) -> None:
-    others = [n for n in zoo.list_models() if zoo.card(n)["kind"] != "ctc"]
+    others = [n for n in zoo.list_models() if zoo.card(n).kind != "ctc"]
     if not others:
         pytest.skip("no other shipped model")
     assert main(["transcribe", others[0], "x.wav"]) == 2

@@ -46,8 +46,8 @@ def test_tiny_spotter_steps_exactly_like_the_whole_sequence() -> None:
 @pytest.mark.skipif(KWS not in zoo.list_models(), reason="keyword spotter not shipped")
 def test_shipped_spotter_card_records_step_parity() -> None:
     card = zoo.card(KWS)
-    assert card["streaming"]["mode"] == "step"
-    assert card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
+    assert card.streaming.mode == "step"
+    assert card.streaming.max_abs_diff_vs_keras <= 1e-5
 
 
 @pytest.mark.skipif(KWS not in zoo.list_models(), reason="keyword spotter not shipped")
@@ -64,6 +64,6 @@ def test_listen_reports_times_from_the_stream() -> None:
     card = zoo.card(KWS)
     detections = listen_wave(zoo.predictor(KWS).stepper, card, _noise_wave(3.0))
     for d in detections:
-        assert 0 < d["time_s"] <= 3.0 and d["probability"] >= card["test_metrics"]["threshold"]
+        assert 0 < d["time_s"] <= 3.0 and d["probability"] >= card.test_metrics["threshold"]
     times = [d["time_s"] for d in detections]
     assert all(b - a >= KWS_REFRACTORY * 0.02 - 1e-9 for a, b in zip(times, times[1:], strict=False))

@@ -113,12 +113,12 @@ def test_tiny_char_lm_trains_and_exports_its_vocabulary(tmp_path, monkeypatch) -
     monkeypatch.setitem(TASKS, "kjv-chars", task)
     card = zoo.train(LM, out=tmp_path, verbose=0, units=8, layers=1, epochs=2, learning_rate=0.02)
     folder = tmp_path / LM
-    assert card["streaming"]["mode"] == "step" and card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
-    assert card["assets"]["vocab.json"] == cards.sha256(folder / "vocab.json")
+    assert card.streaming.mode == "step" and card.streaming.max_abs_diff_vs_keras <= 1e-5
+    assert card.assets["vocab.json"] == cards.sha256(folder / "vocab.json")
     assert cards.verify_assets(folder, card) == {"vocab.json": folder / "vocab.json"}
     vocab = load_tokenizer(folder / "vocab.json")
-    assert len(vocab) == card["preprocessing"]["vocab_size"]
-    m = card["test_metrics"]
+    assert len(vocab) == card.preprocessing.details["vocab_size"]
+    m = card.test_metrics
     assert 0 < m["bits_per_character"] < math.log2(len(vocab))  # learned something beyond uniform
     assert math.isclose(m["perplexity"], 2 ** m["bits_per_character"], rel_tol=1e-3)
     (folder / "vocab.json").write_text((folder / "vocab.json").read_text().replace('"a"', '"@"'))
@@ -130,15 +130,15 @@ def test_tiny_char_lm_trains_and_exports_its_vocabulary(tmp_path, monkeypatch) -
 def test_shipped_char_lm_matches_its_card_and_beats_the_ngram() -> None:
     card = zoo.card(LM)
     fresh = zoo.evaluate(LM)
-    assert abs(fresh["bits_per_character"] - card["test_metrics"]["bits_per_character"]) <= 2e-3
-    m, b = card["test_metrics"], card["baselines"]
+    assert abs(fresh["bits_per_character"] - card.test_metrics["bits_per_character"]) <= 2e-3
+    m, b = card.test_metrics, card.baselines
     assert (
         m["bits_per_character"]
         < b["kneser_ney_5gram"]["bits_per_character"]
         < b["unigram"]["bits_per_character"]
     )
-    assert card["versus_baseline"] == TASKS["kjv-chars"].compare(m, b)
-    assert card["recipe"]["device"] and card["recipe"]["wall_time_s"] > 0
+    assert card.versus_baseline == cards.typed(cards.Versus, TASKS["kjv-chars"].compare(m, b))
+    assert card.recipe.device and card.recipe.wall_time_s > 0
 
 
 @shipped

@@ -60,12 +60,12 @@ def test_tiny_sentiment_model_trains_and_exports_its_vocabulary(tmp_path, monkey
     monkeypatch.setitem(TASKS, "tweet-sentiment", task)
     card = zoo.train("sentiment-bigru", out=tmp_path, verbose=0, units=4, epochs=1)
     folder = tmp_path / "sentiment-bigru"
-    assert card["streaming"]["mode"] == "window" and card["architecture"]["embedding"] == 64
-    assert card["assets"] == {"vocab.json": cards.sha256(folder / "vocab.json")}
+    assert card.streaming.mode == "window" and card.architecture.embedding == 64
+    assert card.assets == {"vocab.json": cards.sha256(folder / "vocab.json")}
     tok = tokenizer_from_dict(json.loads((folder / "vocab.json").read_text()))
-    assert len(tok) == card["preprocessing"]["vocab_size"]
-    assert set(card["baselines"]) == {"majority_class", "tfidf_logistic_regression"}
-    assert 0 <= card["test_metrics"]["macro_f1"] <= 1 and card["split"]["test"] == 94
+    assert len(tok) == card.preprocessing.details["vocab_size"]
+    assert set(card.baselines) == {"majority_class", "tfidf_logistic_regression"}
+    assert 0 <= card.test_metrics["macro_f1"] <= 1 and card.split["test"] == 94
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -75,11 +75,11 @@ def test_shipped_sentiment_model_matches_its_card(name) -> None:
     card = zoo.card(name)
     fresh = zoo.evaluate(name)
     for key in ("accuracy", "macro_f1"):
-        assert abs(fresh[key] - card["test_metrics"][key]) <= 1e-3, key
-    assert card["test_metrics"]["accuracy"] > card["baselines"]["majority_class"]["accuracy"] + 0.2
-    assert {row["model"] for row in card["cell_comparison"]} == set(NAMES)
-    assert card["versus_baseline"] == TASKS["tweet-sentiment"].compare(
-        card["test_metrics"], card["baselines"]
+        assert abs(fresh[key] - card.test_metrics[key]) <= 1e-3, key
+    assert card.test_metrics["accuracy"] > card.baselines["majority_class"]["accuracy"] + 0.2
+    assert {row["model"] for row in card.cell_comparison} == set(NAMES)
+    assert card.versus_baseline == cards.typed(
+        cards.Versus, TASKS["tweet-sentiment"].compare(card.test_metrics, card.baselines)
     )
 
 
@@ -88,7 +88,7 @@ def test_shipped_classifier_reads_clear_sentences_and_keeps_its_vocabulary() -> 
     p = zoo.predictor("sentiment-bilstm")
     assert (
         isinstance(p.tokenizer, WordTokenizer)
-        and len(p.tokenizer) == zoo.card("sentiment-bilstm")["preprocessing"]["vocab_size"]
+        and len(p.tokenizer) == zoo.card("sentiment-bilstm").preprocessing.details["vocab_size"]
     )
     out = zoo.classify_text(
         "sentiment-bilstm",

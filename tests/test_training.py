@@ -13,16 +13,19 @@ from zoo import cards
 def test_tiny_activity_model_trains_and_exports(tmp_path) -> None:
     card = zoo.train("activity-gru-causal", out=tmp_path, verbose=0, units=4, layers=1, epochs=3, patience=2)
     folder = tmp_path / "activity-gru-causal"
-    assert card["recipe"]["backend"] == keras.backend.backend()
-    assert card["sha256"] == cards.sha256(folder / "model.keras")
-    assert card["streaming"]["mode"] == "step" and card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
-    assert card["split"]["train"] + card["split"]["validation"] == 40 and card["split"]["test"] == 40
-    assert 0.0 <= card["test_metrics"]["accuracy"] <= 1.0
-    assert card["baselines"]["majority_class"]["accuracy"] == 0.25
+    assert card.recipe.backend == keras.backend.backend()
+    assert card.sha256 == cards.sha256(folder / "model.keras")
+    assert card.streaming.mode == "step" and card.streaming.max_abs_diff_vs_keras <= 1e-5
+    assert card.split["train"] + card.split["validation"] == 40 and card.split["test"] == 40
+    assert 0.0 <= card.test_metrics["accuracy"] <= 1.0
+    assert card.baselines["majority_class"]["accuracy"] == 0.25
     history = json.loads((folder / "history.json").read_text())
-    assert len(history["loss"]) == card["recipe"]["epochs_run"] <= 3
+    assert len(history["loss"]) == card.recipe.epochs_run <= 3
     assert (folder / "learning_curve.png").stat().st_size > 1000
-    assert json.loads((folder / "card.json").read_text()) == card
+    assert json.loads((folder / "card.json").read_text()) == card.to_json()
+    assert card.file_size_bytes == (folder / "model.keras").stat().st_size and card.licence.data
+    (layer,) = card.state_spec.layers
+    assert [s.name for s in layer.states] == ["layer0_h"] and card.state_spec.engine_state_size == 4
 
 
 def test_forecaster_head_emits_raw_units(tmp_path) -> None:
@@ -32,7 +35,7 @@ def test_forecaster_head_emits_raw_units(tmp_path) -> None:
     x, y = zoo.test_data("co2-forecast-gru")
     pred = np.asarray(model.predict(x, verbose=0))[0, :, 0]
     # Weekly CO2 changes by about ±1 ppm: raw-unit forecasts of the difference stay on that scale.
-    assert np.abs(pred).max() < 10 and card["test_metrics"]["mase"] > 0
+    assert np.abs(pred).max() < 10 and card.test_metrics["mase"] > 0
     assert (tmp_path / "co2-forecast-gru" / "test_plot.png").is_file()
 
 
@@ -42,9 +45,9 @@ def test_refit_trains_a_fresh_model_on_train_plus_validation(tmp_path) -> None:
         "activity-gru-causal", out=tmp_path, verbose=0, units=4, layers=1, epochs=3, patience=1, refit=True
     )
     history = json.loads((tmp_path / "activity-gru-causal" / "history.json").read_text())
-    assert len(history["refit_loss"]) == history["best_epoch"] == card["recipe"]["best_epoch"]
-    assert card["recipe"]["refit"] is True and "training + validation" in card["recipe"]["refit_on"]
-    assert card["streaming"]["max_abs_diff_vs_keras"] <= 1e-5
+    assert len(history["refit_loss"]) == history["best_epoch"] == card.recipe.best_epoch
+    assert card.recipe.details["refit"] is True and "training + validation" in card.recipe.details["refit_on"]
+    assert card.streaming.max_abs_diff_vs_keras <= 1e-5
 
 
 def test_balanced_class_weights_make_every_class_count_equally() -> None:

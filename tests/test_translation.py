@@ -86,9 +86,9 @@ def test_shipped_model_re_evaluates_to_its_card() -> None:
     translator = tr.load_translator(NAME)
     fresh = EN_FR.evaluate(translator.model, None, "seq2seq", beams=(1,))
     for key, tol in (("bleu", 0.2), ("chrf", 0.2), ("exact_match", 0.002)):
-        assert abs(fresh[key] - card["test_metrics"]["decoding"]["greedy"][key]) <= tol, key
-    assert card["test_metrics"]["bleu"] > card["baselines"]["source_copy"]["bleu"]
-    assert {p["version"] for p in card["dataset"]["packages"].values()} and "SOFTWARE" in card["dataset"][
+        assert abs(fresh[key] - card.test_metrics["decoding"]["greedy"][key]) <= tol, key
+    assert card.test_metrics["bleu"] > card.baselines["source_copy"]["bleu"]
+    assert {p["version"] for p in card.dataset.details["packages"].values()} and "SOFTWARE" in card["dataset"][
         "what"
     ]
     assert zoo.translate(NAME, "Cannot open file", beam=1) == translator.translate(["Cannot open file"])

@@ -37,6 +37,7 @@ def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path
         "zoo/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "saved_models").rglob("*") if p.is_file()
     }
     assert models and models <= names, f"model files missing from the wheel: {sorted(models - names)[:5]}"
+    assert "zoo/card.schema.json" in names  # the cards' schema travels with the package that reads them
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -58,8 +59,8 @@ def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
-        "import json, zoo; names = zoo.list_models(); "
-        "print(json.dumps({'file': zoo.__file__, 'names': names, "
+        "import json, zoo, zoo.cards as c; names = zoo.list_models(); "
+        "print(json.dumps({'file': zoo.__file__, 'names': names, 'schema': c.SCHEMA_FILE.is_file(), "
         "'params': {n: zoo.load(n).count_params() for n in names}}))"
     )
     done = subprocess.run(
@@ -67,11 +68,12 @@ def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(str(venv)), result["file"]
+    assert result["schema"]
     from zoo import cards
 
     assert result["names"] and set(result["names"]) == set(cards.shipped())
     for name, params in result["params"].items():
-        assert params == cards.read_card(cards.model_dir(name))["parameters"], name
+        assert params == cards.read_card(cards.model_dir(name)).parameters, name
 
     listing = subprocess.run(
         [str(venv / "bin" / "rnnzoo"), "list"], cwd=elsewhere, check=True, capture_output=True, text=True

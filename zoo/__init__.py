@@ -3,7 +3,7 @@
 >>> import zoo
 >>> zoo.list_models()
 >>> model = zoo.load("activity-gru-causal")
->>> zoo.card("activity-gru-causal")["test_metrics"]["accuracy"]
+>>> zoo.card("activity-gru-causal").test_metrics["accuracy"]
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def _folder(name: str) -> Path:
     return cards.model_dir(name)
 
 
-def card(name: str) -> dict:
-    """The model card of a shipped model: task, data, split, metrics, baselines, recipe, sha256."""
+def card(name: str) -> cards.Card:
+    """The model card of a shipped model (a typed `zoo.cards.Card`): task, data, split, metrics, baselines,
+    recipe, licence, state spec, sha256. ``.to_json()`` gives the card.json form."""
     return cards.read_card(_folder(name))
 
 
@@ -82,7 +83,7 @@ def predictor(name: str) -> Predictor:
     model = load(name)
     info = card(name)
     tokenizer = None
-    tokenizer_file = info.get("preprocessing", {}).get("tokenizer_file")
+    tokenizer_file = info.preprocessing.tokenizer_file
     if tokenizer_file:  # text models keep the vocabulary they were trained with (verified by load above)
         from zoo.text import load_tokenizer
 
@@ -97,7 +98,7 @@ def test_data(name: str) -> tuple[np.ndarray, np.ndarray]:
     return TASKS[get_spec(name).task].test_data()
 
 
-def train(name: str, out: str | Path | None = None, verbose: int = 1, **overrides: object) -> dict:
+def train(name: str, out: str | Path | None = None, verbose: int = 1, **overrides: object) -> cards.Card:
     """Retrain a registry model (``cell=``, ``units=``, ``layers=``, ``epochs=``, ``seed=``… override the
     recipe) and write it with its card to ``out/<name>/`` (default: ``saved_models/``). Returns the card."""
     from zoo.training import train_and_export
@@ -164,4 +165,4 @@ def classify_text(name: str, texts: str | list[str]) -> list[dict]:
     from zoo.text import classify
 
     p = _predictor_for(name, Capability.CLASSIFY)
-    return classify(p.model, p.tokenizer, p.card["preprocessing"]["class_names"], texts)
+    return classify(p.model, p.tokenizer, p.card.class_names, texts)

@@ -7,8 +7,10 @@ CLI's `list` / `info` can be read without importing Keras or TensorFlow.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
-CELL_NAMES = ("simple", "lstm", "gru")
+Cell = Literal["simple", "lstm", "gru"]
+CELL_NAMES: tuple[str, ...] = get_args(Cell)
 # Head -> activation of the output layer. ``step_*`` heads answer at every time step.
 HEADS = {
     "sequence_classification": "softmax",
@@ -36,7 +38,7 @@ class Architecture:
             which disables the fused cuDNN kernel on the GPU) and ``n_features`` is the vocabulary size.
     """
 
-    cell: str = "gru"
+    cell: Cell = "gru"
     units: int = 64
     layers: int = 1
     bidirectional: bool = False

@@ -38,9 +38,9 @@ def _finite_temperature(value: float, option: str = "--temperature", allow_zero:
         )
 
 
-def _headline(card: dict) -> str:
+def _headline(card: cards.Card) -> str:
     """The one metric that best summarises a model, for the listing."""
-    m = card.get("test_metrics", {})
+    m = card.test_metrics
     if "bleu" in m:
         return f"BLEU {m['bleu']:.1f}, chrF {m['chrf']:.1f} (greedy)"
     if "bits_per_character" in m:
@@ -68,10 +68,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [("name", "task", "cell", "params", "can", "test metric")]
     for name in names:
         c = zoo.card(name)
-        a = c["architecture"]
-        cell = ("bi" if a["bidirectional"] else "") + a["cell"] + f" {a['layers']}x{a['units']}"
+        a = c.architecture
+        cell = ("bi" if a.bidirectional else "") + a.cell + f" {a.layers}x{a.units}"
         can = ",".join(sorted(zoo.REGISTRY[name].capabilities))
-        rows.append((name, c["task"], cell, f"{c['parameters']:,}", can, _headline(c)))
+        rows.append((name, c.task, cell, f"{c.parameters:,}", can, _headline(c)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
@@ -81,7 +81,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    print(json.dumps(zoo.card(args.name), indent=2))
+    print(json.dumps(zoo.card(args.name).to_json(), indent=2))
     return 0
 
 
@@ -94,13 +94,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     card = zoo.train(args.name, out=args.out, **overrides)
     out = Path(args.out) if args.out else cards.SAVED_MODELS
-    print(f"wrote {out / card['name']}: {_headline(card)} (wall time {card['recipe']['wall_time_s']} s)")
+    print(f"wrote {out / card.name}: {_headline(card)} (wall time {card.recipe.wall_time_s} s)")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     fresh = zoo.evaluate(args.name)
-    recorded = zoo.card(args.name)["test_metrics"]
+    recorded = zoo.card(args.name).test_metrics
     keys = [
         k
         for k in (
@@ -162,9 +162,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     require(args.name, Capability.PREDICT)
     card = zoo.card(args.name)
-    pre = card["preprocessing"]
-    f, t = pre["n_features"], pre.get("sequence_length")
-    window = (card.get("streaming") or {}).get("mode") == "window"
+    f, t = card.preprocessing.n_features, card.preprocessing.sequence_length
+    window = card.streaming.mode == "window"
     x = _read_input(args.input)
     if x.ndim == 2:
         x = x[None]
@@ -174,7 +173,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not np.isfinite(x).all():
         raise UserError("input contains NaN or infinite values")
     out = np.asarray(zoo.load(args.name).predict(x, verbose=0))
-    names = pre.get("class_names")
+    names = card.class_names
     for i, seq in enumerate(out):
         last = seq[-1] if seq.ndim == 2 else seq
         if names:
@@ -197,11 +196,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _long_enough(path: str, card: dict) -> None:
+def _long_enough(path: str, card: cards.Card) -> None:
     """Refuse audio too short to hold a word (a few samples decode to nothing, silently)."""
     from zoo.audio import read_wav
+    from zoo.speech import sample_rate
 
-    rate = int(card.get("preprocessing", {}).get("features", {}).get("sample_rate", 16000))
+    rate = sample_rate(card)
     wave = read_wav(path, rate)
     if len(wave) < MIN_AUDIO_SECONDS * rate:
         raise UserError(f"{path} holds {len(wave) / rate * 1000:.1f} ms of audio; a spoken word needs more")
@@ -211,7 +211,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     require(args.name, Capability.LISTEN)
     _long_enough(args.input, zoo.card(args.name))
     detections = zoo.listen(args.name, args.input)
-    keyword = zoo.card(args.name)["preprocessing"].get("keyword", "keyword")
+    keyword = zoo.card(args.name).preprocessing.details.get("keyword", "keyword")
     for d in detections:
         print(f"{d['time_s']:8.2f} s  {keyword}  (p={d['probability']:.3f})")
     print(f"{len(detections)} detection(s) of {keyword!r} in {args.input}")
@@ -246,7 +246,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         raise UserError(f"--max-notes must be at least 1 (got {args.max_notes})")
     out = _writable(args.out, "--out")
     png = _writable(args.png, "--png") if args.png else None
-    pre = zoo.card(args.name)["preprocessing"]
+    pre = zoo.card(args.name).preprocessing.details
     steps = args.bars * pre["steps_per_bar"]
     roll = zoo.compose(
         args.name,

@@ -16,21 +16,22 @@ import numpy as np
 from zoo.data import music
 
 if TYPE_CHECKING:
+    from zoo.cards import Card
     from zoo.step import StepModel
 
 
-def _prime_roll(card: dict, prime: str, frames: int) -> np.ndarray:
+def _prime_roll(card: Card, prime: str, frames: int) -> np.ndarray:
     """The opening ``frames`` of the named test chorale, or a ValueError listing the valid names."""
-    names = card["split"]["test_chorale_names"]
+    names = card.split["test_chorale_names"]
     key = prime.strip().lower().replace(" ", "")
     key = key if key.startswith("bwv") else f"bwv{key}"
     if key not in names:
         shown = ", ".join(names[:6])
         raise ValueError(
-            f"unknown prime {prime!r}: not a test chorale of {card['name']}; choose one of {shown}, … "
+            f"unknown prime {prime!r}: not a test chorale of {card.name}; choose one of {shown}, … "
             f"({len(names)} in all: card split.test_chorale_names)"
         )
-    test = music.load_split("test", card["preprocessing"]["grid_quarter_notes"])
+    test = music.load_split("test", card.preprocessing.details["grid_quarter_notes"])
     return test.rolls[test.names.index(key)][:frames]
 
 
@@ -86,7 +87,7 @@ def compose(
     if prime_bars < 1:
         raise ValueError(f"prime_bars must be at least 1 (got {prime_bars!r})")
     card = zoo.card(name)
-    per_bar = card["preprocessing"]["steps_per_bar"]
+    per_bar = card.preprocessing.details["steps_per_bar"]
     primer = (
         _prime_roll(card, prime, prime_bars * per_bar) if prime else np.zeros((0, music.N_KEYS), np.uint8)
     )

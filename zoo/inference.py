@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import keras
 
+    from zoo.cards import Card
     from zoo.step import StepModel
 
 
@@ -34,7 +35,7 @@ class Predictor:
 
     name: str
     model: keras.Model
-    card: dict
+    card: Card
     tokenizer: Any = None
     _stepper: StepModel | None = field(default=None, repr=False)
 

@@ -12,21 +12,32 @@ import numpy as np
 
 from zoo.audio import FrontEnd, read_wav
 from zoo.backend import keras
+from zoo.cards import Card
 from zoo.step import StepModel
 
 # After a detection, the detector stays quiet this long (frames, 1 s) so one keyword fires once.
 KWS_REFRACTORY = 50
 
 
-def listen_wave(stepper: StepModel, card: dict, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
+def front_end(card: Card) -> FrontEnd:
+    """The audio front end a speech model's card describes (the one it was trained with)."""
+    return FrontEnd.from_dict(card.preprocessing.details["features"])
+
+
+def sample_rate(card: Card) -> int:
+    """The sample rate (Hz) a speech model's front end reads."""
+    return int(card.preprocessing.details["features"]["sample_rate"])
+
+
+def listen_wave(stepper: StepModel, card: Card, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
     """Run a keyword spotter (its `zoo.step.StepModel`, e.g. ``zoo.predictor(name).stepper``) over ``wave``
     as a stream: chunks -> frames -> one model step per frame.
 
     Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability``.
     """
-    pre = card["preprocessing"]
-    front = FrontEnd.from_dict(pre["features"])
-    threshold = float(card["test_metrics"]["threshold"])
+    front = front_end(card)
+    threshold = float(card.test_metrics["threshold"])
+    refractory = int(card.preprocessing.details.get("refractory_frames", KWS_REFRACTORY))
     state = stepper.initial_state(1)
     frames = front.stream()
     chunk = max(1, int(chunk_seconds * front.sample_rate))
@@ -38,7 +49,7 @@ def listen_wave(stepper: StepModel, card: dict, wave: np.ndarray, chunk_seconds:
             if p >= threshold and t >= quiet_until:
                 time_s = (t * front.hop + front.win_length) / front.sample_rate
                 detections.append({"time_s": round(time_s, 2), "probability": round(p, 3)})
-                quiet_until = t + int(pre.get("refractory_frames", KWS_REFRACTORY))
+                quiet_until = t + refractory
             t += 1
     return detections
 
@@ -65,16 +76,15 @@ def ctc_decode(log_probs: np.ndarray, beam_width: int = 0) -> list[list[int]]:
     return [[int(v) for v in row if v > 0] for row in best]
 
 
-def transcribe_wave(model: keras.Model, card: dict, wave: np.ndarray, beam_width: int = 16) -> str:
+def transcribe_wave(model: keras.Model, card: Card, wave: np.ndarray, beam_width: int = 16) -> str:
     """Digits spoken in ``wave`` (mono, at the front end's rate), e.g. ``"314"``.
 
     The audio is placed in silence as in training (0.15 s before, padded to the training canvas after).
     """
-    pre = card["preprocessing"]
-    front = FrontEnd.from_dict(pre["features"])
+    front = front_end(card)
     lead = np.zeros(int(0.15 * front.sample_rate), "float32")
     wave = np.concatenate([lead, np.asarray(wave, "float32")])
-    canvas = int(pre.get("canvas_seconds", 0) * front.sample_rate)
+    canvas = int(card.preprocessing.details.get("canvas_seconds", 0) * front.sample_rate)
     if len(wave) < canvas:
         wave = np.concatenate([wave, np.zeros(canvas - len(wave), "float32")])
     log_probs = np.asarray(model.predict(front(wave)[None], verbose=0))
@@ -82,6 +92,6 @@ def transcribe_wave(model: keras.Model, card: dict, wave: np.ndarray, beam_width
     return "".join(str(v - 1) for v in labels)
 
 
-def load_audio(path: str | Path, card: dict) -> np.ndarray:
+def load_audio(path: str | Path, card: Card) -> np.ndarray:
     """A WAV file as the model's front end wants it (mono, resampled); `zoo.audio.AudioError` if unusable."""
-    return read_wav(path, int(card["preprocessing"]["features"]["sample_rate"]))
+    return read_wav(path, sample_rate(card))

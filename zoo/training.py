@@ -18,6 +18,7 @@ from zoo import cards
 from zoo.backend import keras
 from zoo.builder import build_model, is_causal
 from zoo.registry import ModelSpec
+from zoo.step import StepModel, state_spec
 from zoo.tasks import TASKS, Prepared
 
 
@@ -172,15 +173,7 @@ def streaming_parity(model: keras.Model, x: np.ndarray, valid: np.ndarray | None
     """Largest |difference| between the step engine (`zoo.step`), fed one reading at a time, and Keras run on
     the whole sequences ``x`` — the contract a causal model's card records (must stay ≤ 1e-5). ``valid``
     ``[N, T]`` restricts it to real steps where a task pads sequences of different lengths."""
-    from zoo.step import StepModel
-
-    stepper = StepModel.from_keras(model)
-    state = stepper.initial_state(len(x))
-    steps = []
-    for t in range(x.shape[1]):
-        y, state = stepper.step(x[:, t], state)
-        steps.append(y)
-    diff = np.abs(np.stack(steps, 1) - np.asarray(model.predict(x, verbose=0)))
+    diff = np.abs(StepModel.from_keras(model).run(x) - np.asarray(model.predict(x, verbose=0)))
     return float((diff if valid is None else diff[valid]).max())
 
 
@@ -229,7 +222,7 @@ def device_name() -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores; no GPU)"
 
 
-def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> dict:
+def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> cards.Card:
     """Train ``spec`` end to end and write ``<out_root>/<name>/`` (model, card, history, plots)."""
     task = TASKS[spec.task]
     folder = cards.model_dir(spec.name, out_root)
@@ -243,49 +236,60 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
     plot_history(history, folder / "learning_curve.png", spec.name)
     extra = task.plot(model, folder / "test_plot.png")
     assets = cards.write_assets(folder, prepared.assets)
-    card = {
-        "name": spec.name,
-        "summary": spec.summary,
-        "task": spec.task,
-        "kind": task.kind,
-        "head": spec.head,
-        "architecture": spec.arch.to_dict(),
-        "streaming": {
-            "mode": "step",
-            "max_abs_diff_vs_keras": streaming_parity(model, task.test_data()[0], task.valid_steps()),
-        }
-        if is_causal(model) and task.streamable
-        else {"mode": "window", "window": prepared.preprocessing.get("sequence_length")},
-        "dataset": prepared.dataset,
-        "split": prepared.split,
-        "preprocessing": prepared.preprocessing,
-        "test_metrics": task.evaluate(model, prepared, spec.head),
-        "baselines": task.baselines(prepared),
-        "recipe": {
-            **spec.recipe.to_dict(),
-            "epochs_run": len(history["loss"]),
-            "best_epoch": history["best_epoch"],
-            "early_stopping": f"{spec.recipe.monitor}, patience {spec.recipe.patience}, best weights restored",
-            **(
-                {
-                    "refit_on": f"training + validation data ({len(history['refit_loss'])} epochs, the validation "
-                    "run's best): the shipped model never saw the test split, and no data was held out from it"
-                }
-                if spec.recipe.refit
-                else {}
-            ),
-            "backend": keras.backend.backend(),
-            "device": device_name(),
-            "wall_time_s": round(wall, 1),
-        },
-        "keras_version": keras.__version__,
-        "parameters": int(model.count_params()),
-        "files": {"learning_curve": "learning_curve.png", "history": "history.json"}
+    dataset = dict(prepared.dataset)
+    data_licence = dataset.pop(
+        "licence"
+    )  # every dataset states its terms; the card keeps them beside the weights'
+    metrics, baselines = task.evaluate(model, prepared, spec.head), task.baselines(prepared)
+    streamable = is_causal(model) and task.streamable
+    versus = task.compare(metrics, baselines)  # in words, whether and by how much the model beats them
+    card = cards.Card(
+        name=spec.name,
+        summary=spec.summary,
+        task=spec.task,
+        kind=task.kind,
+        head=spec.head,
+        architecture=spec.arch,
+        streaming=cards.Streaming(
+            "step", max_abs_diff_vs_keras=streaming_parity(model, task.test_data()[0], task.valid_steps())
+        )
+        if streamable
+        else cards.Streaming("window", window=prepared.preprocessing.get("sequence_length")),
+        state_spec=state_spec(model, task.step_input(prepared.preprocessing)),
+        dataset=cards.Dataset(dataset.pop("name"), dataset.pop("origin"), details=dataset),
+        split=prepared.split,
+        preprocessing=cards.typed(cards.Preprocessing, prepared.preprocessing),
+        test_metrics=metrics,
+        baselines=baselines,
+        recipe=cards.typed(
+            cards.Training,
+            {
+                **spec.recipe.to_dict(),
+                "epochs_run": len(history["loss"]),
+                "best_epoch": history["best_epoch"],
+                "early_stopping": f"{spec.recipe.monitor}, patience {spec.recipe.patience}, best weights restored",
+                **(
+                    {
+                        "refit_on": f"training + validation data ({len(history['refit_loss'])} epochs, the "
+                        "validation run's best): the shipped model never saw the test split, and no data was "
+                        "held out from it"
+                    }
+                    if spec.recipe.refit
+                    else {}
+                ),
+                "backend": keras.backend.backend(),
+                "device": device_name(),
+                "wall_time_s": round(wall, 1),
+            },
+        ),
+        licence=cards.Licence(data=data_licence, weights=cards.WEIGHTS_LICENCE),
+        keras_version=keras.__version__,
+        parameters=int(model.count_params()),
+        file_size_bytes=0,  # stamped by write_card, with the sha256
+        files={"learning_curve": "learning_curve.png", "history": "history.json"}
         | ({"test_plot": "test_plot.png"} if extra is not None else {}),
-    }
-    if assets:  # e.g. a tokenizer's vocabulary: verified by sha256 whenever the model is loaded
-        card["assets"] = assets
-    versus = task.compare(card["test_metrics"], card["baselines"])
-    if versus is not None:  # the card says in words whether, and by how much, the model beats it
-        card["versus_baseline"] = versus
+        sha256="",
+        assets=assets,  # e.g. a tokenizer's vocabulary: verified by sha256 whenever the model is loaded
+        versus_baseline=None if versus is None else cards.typed(cards.Versus, versus),
+    )
     return cards.write_card(folder, card)

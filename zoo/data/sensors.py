@@ -11,6 +11,8 @@ BASIC_MOTIONS = {
     "origin": "aeon 1.6 package file aeon/datasets/data/BasicMotions/*.ts; Clements & Bagnall, UEA archive",
     "channels": ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"],
     "sample_rate_hz": 10.0,
+    "licence": "no licence stated by the UEA archive (it asks users to cite it); the files ship in aeon's "
+    "BSD-3-Clause package",
 }
 
 

@@ -9,6 +9,7 @@ MAUNA_LOA_CO2 = {
     "origin": "statsmodels.datasets.co2 (bundled CSV; Scripps Institution of Oceanography)",
     "what": "weekly CO2 concentration from a continuous sensor; 59 missing weeks filled by linear interpolation",
     "season_length": 52,
+    "licence": "public domain (statsmodels' notes on the dataset: 'This is public domain.')",
 }
 
 

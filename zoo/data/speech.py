@@ -57,6 +57,7 @@ JAPANESE_VOWELS = {
     "what": "9 male speakers uttering the vowel /ae/; 12 LPC cepstrum coefficients per frame (10 kHz audio)",
     "task": "speaker identification",
     "lengths": "7 to 29 frames; padded at the end to 29 by repeating the last frame",
+    "licence": "CC BY 4.0 (UCI Machine Learning Repository); the files ship in aeon's BSD-3-Clause package",
 }
 JAPANESE_VOWELS_LENGTH = 29
 

@@ -95,6 +95,15 @@ class Task(ABC):
         """In words, whether and by how much the model beats its baselines; None: the card leaves it out."""
         return None
 
+    def step_input(self, preprocessing: dict) -> str:
+        """What one time step of the model's input is, in words (the card's state spec), from the card's
+        ``preprocessing``; the default is a reading of ``n_features`` values."""
+        n = preprocessing.get("n_features")
+        rate = preprocessing.get("sample_rate_hz")
+        return f"one reading of {n} value{'' if n == 1 else 's'}" + (
+            f" ({rate:g} readings/s)" if rate else ""
+        )
+
 
 def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and variance over all samples and steps (the Normalization layer's statistics)."""

@@ -170,6 +170,9 @@ class ChoraleTask(Task):
             "published_note": PUBLISHED_NOTE.format(seed=music.SPLIT_SEED),
         }
 
+    def step_input(self, preprocessing: dict) -> str:
+        return f"one piano-roll frame: which of the 88 keys sound, {preprocessing['grid_quarter_notes']:g} quarter note"
+
     def baselines(self, prepared: Prepared) -> dict:
         train = self.chorales("train").rolls
         pairs = [with_start(r) for r in self.chorales("test").rolls]

@@ -42,6 +42,15 @@ def _synth_dataset_card(what: str, front: FrontEnd) -> dict:
     }
 
 
+def _audio_frame_step(preprocessing: dict) -> str:
+    """One step of a speech model's input, in words: an audio frame of the front end on its card."""
+    f = preprocessing["features"]
+    return (
+        f"one audio frame: {preprocessing['n_features']} {f['type']} features of a "
+        f"{1000 * f['win_length'] / f['sample_rate']:g} ms window, every {1000 * f['hop'] / f['sample_rate']:g} ms"
+    )
+
+
 def _split_card(split: np.ndarray, how: str) -> dict:
     return {
         "how": how,
@@ -148,6 +157,9 @@ class SpokenWordTask(Task):
             "class_names": speech.WORDS,
             "confusion_matrix": confusion_matrix(y, pred, labels=range(len(speech.WORDS))).tolist(),
         }
+
+    def step_input(self, preprocessing: dict) -> str:
+        return _audio_frame_step(preprocessing)
 
     def baselines(self, prepared: Prepared) -> dict:
         d = self.data()
@@ -367,6 +379,9 @@ class KeywordSpottingTask(Task):
             },
         }
 
+    def step_input(self, preprocessing: dict) -> str:
+        return _audio_frame_step(preprocessing)
+
     def baselines(self, prepared: Prepared) -> dict:
         """Sliding-window nearest centroid: mean MFCC of the last 0.5 s, keyword vs other centroid."""
         window = 25
@@ -473,6 +488,9 @@ class ConnectedDigitsTask(Task):
             "greedy": greedy,
             "test_utterances": len(refs),
         }
+
+    def step_input(self, preprocessing: dict) -> str:
+        return _audio_frame_step(preprocessing)
 
     def baselines(self, prepared: Prepared) -> dict:
         """Classical pipeline: split at pauses (energy), then nearest centroid on each segment's mean MFCC."""

@@ -202,6 +202,9 @@ class CharLMTask(Task):
         )
         return {"reference": ref, "bits_per_character_difference": gap, "verdict": verdict}
 
+    def step_input(self, preprocessing: dict) -> str:
+        return f"one character (one-hot over the {preprocessing['vocab_size']}-character vocabulary)"
+
     def baselines(self, prepared: Prepared | None) -> dict:
         _, train, _, test, vocab = self._split()
         v = len(vocab)
@@ -398,6 +401,9 @@ class TextClassificationTask(Task):
             **{f"{k}_difference": v for k, v in gaps.items()},
             "verdict": verdict,
         }
+
+    def step_input(self, preprocessing: dict) -> str:
+        return f"one word or punctuation token (an id in a {preprocessing['vocab_size']:,}-token vocabulary)"
 
     def baselines(self, prepared: Prepared | None) -> dict:
         from sklearn.feature_extraction.text import TfidfVectorizer

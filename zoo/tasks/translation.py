@@ -215,6 +215,11 @@ class TranslationTask(Task):
         out["teacher_forced_token_accuracy"] = round(float((pred == y)[y > 0].mean()), 4)
         return out
 
+    def step_input(self, preprocessing: dict) -> str:
+        return (
+            "encoder: one English word id per step; decoder: one French word id (the previous word) per step"
+        )
+
     def baselines(self, prepared: Prepared | None) -> dict:
         sources, refs = self.test_data()
         return {"source_copy": {**scores(sources, refs), "how": "the English sentence output unchanged"}}
