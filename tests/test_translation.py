@@ -88,9 +88,8 @@ def test_shipped_model_re_evaluates_to_its_card() -> None:
     for key, tol in (("bleu", 0.2), ("chrf", 0.2), ("exact_match", 0.002)):
         assert abs(fresh[key] - card.test_metrics["decoding"]["greedy"][key]) <= tol, key
     assert card.test_metrics["bleu"] > card.baselines["source_copy"]["bleu"]
-    assert {p["version"] for p in card.dataset.details["packages"].values()} and "SOFTWARE" in card["dataset"][
-        "what"
-    ]
+    details = card.dataset.details
+    assert {p["version"] for p in details["packages"].values()} and "SOFTWARE" in details["what"]
     assert zoo.translate(NAME, "Cannot open file", beam=1) == translator.translate(["Cannot open file"])
 
 
