@@ -47,22 +47,26 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 SNAPSHOT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 # `t` above this is taken as milliseconds since the epoch (1e11 seconds is the year 5138).
 MILLISECONDS_ABOVE = 1e11
+# Waves up to this size observe their latencies one by one: 0.4 µs a reading, where the numpy path costs ~30 µs
+# a call whatever the size (0.1 µs a reading at 512). Measured with timeit on this 2-core machine.
+SMALL_WAVE = 64
 
 
 class Histogram:
     """A fixed-bucket histogram written by the service's thread and read by the scrape thread.
 
     Bucket i counts values v with bounds[i-1] < v <= bounds[i] (Prometheus' `le`); the last counts the rest.
-    Cheaper than prometheus_client's own Histogram in the loop: no lock, and a whole array in one call.
+    Cheaper than prometheus_client's own Histogram in the loop: no lock (one writer), a scalar in 0.3 µs, and
+    a large wave's values in one numpy call.
 
     Args:
         bounds: increasing upper bounds, without +Inf.
     """
 
     def __init__(self, bounds: Sequence[float]):
-        self._bounds = list(bounds)
-        self._bounds_array = np.asarray(bounds, dtype=np.float64)
-        self.counts = np.zeros(len(self._bounds) + 1, dtype=np.int64)
+        self._bounds = [float(b) for b in bounds]
+        self._bounds_array = np.asarray(self._bounds, dtype=np.float64)
+        self.counts = [0] * (len(self._bounds) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
@@ -71,13 +75,26 @@ class Histogram:
 
     def observe_many(self, values: np.ndarray) -> None:
         if values.size:
-            bins = np.searchsorted(self._bounds_array, values, side="left")
-            self.counts += np.bincount(bins, minlength=self.counts.size)
+            bins = np.bincount(
+                np.searchsorted(self._bounds_array, values, side="left"), minlength=len(self.counts)
+            )
+            counts = self.counts
+            for i, n in enumerate(bins.tolist()):
+                counts[i] += n
             self.sum += float(values.sum())
 
     def observe_latencies(self, t: np.ndarray, now: float) -> None:
         """Observe `now - t` for a wave's readings that carried a timestamp (`t` NaN where none). A `t` in
         milliseconds is recognised by its size; one in the future (a device clock ahead of ours) is skipped."""
+        if (
+            t.size <= SMALL_WAVE
+        ):  # under light load a wave is one reading: numpy's call overhead would dominate
+            for stamp in t.tolist():
+                if stamp == stamp:  # not NaN
+                    latency = now - (stamp / 1000.0 if stamp > MILLISECONDS_ABOVE else stamp)
+                    if latency >= 0:
+                        self.observe(latency)
+            return
         stamped = t[~np.isnan(t)]
         if stamped.size:
             seconds = np.where(stamped > MILLISECONDS_ABOVE, stamped / 1000.0, stamped)
@@ -85,9 +102,9 @@ class Histogram:
             self.observe_many(latency[latency >= 0])
 
     def cumulative(self) -> tuple[list[tuple[str, float]], float]:
-        """([(le, cumulative count)], sum) as HistogramMetricFamily takes them; the copy is taken first so the
-        +Inf bucket always equals the count, whatever the loop adds meanwhile."""
-        counts, total = self.counts.copy(), self.sum
+        """([(le, cumulative count)], sum) as HistogramMetricFamily takes them. The counts are copied first (a
+        list copy is one step under the GIL), so the +Inf bucket always equals the count."""
+        counts, total = list(self.counts), self.sum
         running = np.cumsum(counts).tolist()
         les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
         return list(zip(les, running, strict=True)), total

@@ -358,9 +358,10 @@ class Service:
 
     def _counters(self) -> dict[str, int]:
         """Service counters plus the state tables' own (evictions and refusals, exact, whoever caused them)."""
-        merged = Counter(self.counters)
+        # dict() copies in one step: /metrics calls this from its own thread while the loop may add a key.
+        merged = Counter(dict(self.counters))
         for route in self.routes:
-            merged.update(route.table.counters)
+            merged.update(dict(route.table.counters))
         merged["evicted"] = merged["evicted_idle"] + merged["evicted_lru"]
         return dict(merged)
 
@@ -640,7 +641,11 @@ class Service:
                 previous = last_t.get(slot, table.last_t[slot])
                 if previous == previous and reading.t <= previous:  # previous is NaN when there was none
                     self._error(
-                        device, "", "stale timestamp", f"t={reading.t!r} is not after {previous!r}", model
+                        device,
+                        "",
+                        "stale timestamp",
+                        f"t={reading.t!r} is not after {float(previous)!r}",
+                        model,
                     )
                     continue
                 last_t[slot] = reading.t

@@ -201,3 +201,24 @@ def test_a_bad_metrics_port_flag_is_one_line_and_exit_2(capsys: pytest.CaptureFi
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("argument --metrics-port: must be 0..65535 (0: any free port), got 70000")
+
+
+def test_latency_histogram_small_and_large_waves_agree() -> None:
+    import numpy as np
+
+    from streaming.metrics import LATENCY_BUCKETS, SMALL_WAVE, Histogram
+
+    now = 1.8e9
+    latencies = np.concatenate([np.random.default_rng(0).uniform(0, 70, 200), LATENCY_BUCKETS])  # edges too
+    t = now - latencies
+    t[::7] *= 1000.0  # milliseconds since the epoch are recognised
+    t = np.concatenate([t, [np.nan, now + 5.0]])  # no `t`, and a device clock ahead of ours: not observed
+    one_by_one, at_once = Histogram(LATENCY_BUCKETS), Histogram(LATENCY_BUCKETS)
+    for stamp in t:
+        one_by_one.observe_latencies(np.array([stamp]), now)
+    assert t.size > SMALL_WAVE
+    at_once.observe_latencies(t, now)
+    assert one_by_one.counts == at_once.counts and sum(at_once.counts) == latencies.size
+    assert abs(one_by_one.sum - at_once.sum) < 1e-6
+    buckets, total = at_once.cumulative()
+    assert buckets[-1] == ("+Inf", latencies.size) and buckets[0][0] == "0.001"
