@@ -432,7 +432,7 @@ def _recurrent_op(layer: Any, name: str, dtype: np.dtype) -> tuple[_Op, int]:
     return op, units
 
 
-def _chain(model: Any) -> list[Any]:
+def layer_chain(model: Any) -> list[Any]:
     """The model's layers in order, if they form a single chain input → … → output; else NotStepable."""
     from zoo.backend import keras
 
@@ -460,7 +460,7 @@ def _chain(model: Any) -> list[Any]:
     for layer in layers:
         # A Sequential nested inside the model (a common way to build heads) is just more chain.
         if isinstance(layer, keras.Sequential):
-            flat.extend(_chain(layer))
+            flat.extend(layer_chain(layer))
         else:
             flat.append(layer)
     return flat
@@ -516,7 +516,7 @@ class StepModel:
             raise NotStepable(f"the model's input must be [batch, time, features]; got {shape}")
         width = n_features = int(shape[-1])
         ops = []
-        for layer in _chain(model):
+        for layer in layer_chain(model):
             op, width = _layer_op(layer, width, np.dtype(compute_dtype))
             if type(op) is _Elementwise and op.fn is _identity:
                 continue  # identity at inference (dropout, input): no need to spend a call on it

@@ -17,6 +17,7 @@ import numpy as np
 from zoo import cards
 from zoo.backend import keras
 from zoo.builder import build_model, is_causal
+from zoo.diagnostics import GradientNormLog, tracked_optimizer
 from zoo.registry import ModelSpec
 from zoo.step import StepModel, state_spec
 from zoo.tasks import TASKS, Prepared
@@ -76,8 +77,8 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     # A task may hand over batches itself (a keras.utils.PyDataset of (inputs, targets), y_* None), e.g.
     # sequences bucketed by length so little of each batch is padding.
     batched = y_train is None
-    if spec.recipe.refit and batched:
-        raise ValueError(f"{spec.task}: refit needs arrays, not a task's own batches")
+    if spec.recipe.refit and (batched or prepared.w_train is not None):
+        raise ValueError(f"{spec.task}: refit needs arrays without sample weights, not a task's own batches")
     model = _compiled_model(spec, prepared)
     stop = keras.callbacks.EarlyStopping(
         monitor=spec.recipe.monitor, patience=spec.recipe.patience, restore_best_weights=True, verbose=0
@@ -85,12 +86,16 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     history = model.fit(
         prepared.x_train,
         y_train,
-        validation_data=prepared.x_val if batched else (prepared.x_val, y_val),
+        validation_data=prepared.x_val
+        if batched
+        else (prepared.x_val, y_val) + (() if prepared.w_val is None else (prepared.w_val,)),
+        sample_weight=prepared.w_train,  # per-step weights where a task masks steps out of the loss
         epochs=spec.recipe.epochs,
         batch_size=None if batched else spec.recipe.batch_size,
         shuffle=True,
         class_weight=class_weights(y_train, prepared.n_outputs) if spec.recipe.class_weight else None,
-        callbacks=[stop, EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else [stop],
+        callbacks=[GradientNormLog(), stop]
+        + ([EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else []),
         verbose=0 if verbose == 1 else verbose,
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -120,10 +125,8 @@ def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
             norm_var=prepared.norm_var,
             name=spec.name.replace("-", "_"),
         )
-    optimizer = keras.optimizers.get(
-        {"class_name": spec.recipe.optimizer, "config": {"learning_rate": spec.recipe.learning_rate}}
-    )
-    optimizer.clipnorm = spec.recipe.clipnorm
+    # It also records each update's gradient norm before clipping (GradientNormLog puts it in the history).
+    optimizer = tracked_optimizer(spec.recipe.optimizer, spec.recipe.learning_rate, spec.recipe.clipnorm)
     loss, metric = LOSSES[spec.head]
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric] if metric else [])
     return model
@@ -189,13 +192,18 @@ def save_for_inference(model: keras.Model, path: Path) -> None:
 
 
 def plot_history(history: dict, path: Path, title: str) -> None:
-    """Learning curve: training and validation loss per epoch, best epoch marked."""
+    """Learning curve: training and validation loss per epoch, best epoch marked; below it, where the history
+    has them, the gradient norm before clipping per epoch (mean and max) and the share of clipped updates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    grads = "grad_norm_mean" in history
+    fig, axes = plt.subplots(
+        2 if grads else 1, 1, figsize=(6, 6 if grads else 3.5), sharex=True, squeeze=False
+    )
+    ax = axes[0, 0]
     ax.plot(history["loss"], label="train")
     ax.plot(history["val_loss"], label="validation")
     if "refit_loss" in history:
@@ -203,9 +211,19 @@ def plot_history(history: dict, path: Path, title: str) -> None:
     ax.axvline(
         history["best_epoch"] - 1, color="grey", ls="--", lw=1, label=f"best epoch {history['best_epoch']}"
     )
-    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.set(xlabel="" if grads else "epoch", ylabel="loss", title=title)
     ax.set_yscale("log")
     ax.legend()
+    if grads:
+        g = axes[1, 0]
+        g.plot(history["grad_norm_mean"], label="gradient norm, mean")
+        g.plot(history["grad_norm_max"], ls="--", label="gradient norm, max")
+        g.set(xlabel="epoch", ylabel="global norm before clipping", yscale="log")
+        clipped = g.twinx()
+        clipped.plot(history["clip_fraction"], color="grey", lw=1, label="clipped updates")
+        clipped.set(ylabel="share of updates clipped", ylim=(0, 1.05))
+        g.legend(loc="upper left", fontsize=8)
+        clipped.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

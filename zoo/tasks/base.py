@@ -44,6 +44,10 @@ class Prepared:
     # validation series augmented like the training ones); None: the two splits concatenated.
     x_refit: np.ndarray | None = None
     y_refit: np.ndarray | None = None
+    # Per-step sample weights ``[N, T]`` for a per-step head (0 leaves a step out of the loss: a label that is
+    # unknown, or end padding); None: every step counts.
+    w_train: np.ndarray | None = None
+    w_val: np.ndarray | None = None
 
 
 class Task(ABC):
