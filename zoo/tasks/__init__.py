@@ -10,6 +10,7 @@ from zoo.tasks.base import Prepared, Task
 from zoo.tasks.classification import ACTIVITY, PIG_CVP
 from zoo.tasks.forecast import ABP_ANOMALY, CO2_FORECAST, ECG_ANOMALY
 from zoo.tasks.music import CHORALES
+from zoo.tasks.patients import PBC_VISITS
 from zoo.tasks.speech import CONNECTED_DIGITS, JAPANESE_VOWELS, KEYWORD_SPOTTING, SPOKEN_WORDS
 from zoo.tasks.text import KJV_CHARS, TWEET_SENTIMENT
 from zoo.tasks.translation import EN_FR
@@ -28,6 +29,7 @@ TASKS: dict[str, Task] = {
     "kjv-chars": KJV_CHARS,
     "tweet-sentiment": TWEET_SENTIMENT,
     "translate-en-fr": EN_FR,
+    "pbc-visits": PBC_VISITS,
 }
 
 __all__ = ["TASKS", "Prepared", "Task"]
