@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from zoo.builder import Architecture, build_model
+from zoo.losses import LOSSES
 from zoo.speech import ctc_decode
 from zoo.tasks.speech import detect, edit_distance, error_rates, score_detections
-from zoo.training import LOSSES
 
 
 def _log(p: list[list[float]]) -> np.ndarray:

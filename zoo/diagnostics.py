@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from zoo.backend import keras
+from zoo.losses import LOSSES
 
 # Heads whose loss is a plain function of (targets, outputs) on a single-chain model.
 SUPPORTED_HEADS = ("sequence_classification", "step_classification", "step_regression", "step_multilabel")
@@ -171,8 +172,6 @@ def _loss(model: Any, x: Any, y: Any, head: str, deltas: list[Any], last_step: b
     """The head's training loss with every recurrent layer unrolled and perturbed by its delta; with
     ``last_step`` (a per-step head) only the last step's loss, so ∂L/∂h_t shows how far back one prediction's
     gradient reaches (averaged over all steps, early states would collect every later step's loss)."""
-    from zoo.training import LOSSES
-
     h = x
     it = iter(deltas)
     for layer in _layers(model):
