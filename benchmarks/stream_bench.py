@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -286,6 +287,7 @@ def measure(
     duration: float,
     n_outputs: int,
     class_names: list[str] | None,
+    serve_args: str = "",
 ) -> dict:
     import psutil
 
@@ -315,6 +317,7 @@ def measure(
             "batch" if batched else "reading",
             "--log-level",
             "warning",
+            *shlex.split(serve_args),
         ]
     elif kind.startswith("relay"):
         cmd = me + [
@@ -441,6 +444,9 @@ def main() -> int:
     ap.add_argument("--suts", default="relay,service,relay-batch,service-batch,naive")
     ap.add_argument("--million", type=int, default=1_000_000, help="devices for the RSS check (0: skip)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument(
+        "--serve-args", default="", help="more flags for the service SUTs, e.g. '--metrics-port 9107'"
+    )
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -469,6 +475,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="stream-bench-")
     broker, port = start_mosquitto(workdir)
     results: dict = {
+        "serve_args": args.serve_args,
         "model": served.name,
         "mode": served.mode,
         "devices": args.devices,
@@ -490,6 +497,7 @@ def main() -> int:
                 duration,
                 served.engine.n_outputs,
                 served.class_names,
+                args.serve_args,
             )
             print(f"  {r}", flush=True)
             results["runs"].append(r)
