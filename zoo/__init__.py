@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 # function of the same name on its first import. It is light (numpy; music21, mido, matplotlib load when used).
 from zoo import cards
 from zoo.compose import compose
+from zoo.export import export  # (same reason: a function named like its package)
 from zoo.registry import REGISTRY, Capability, CapabilityError, UnknownModelError, get_spec, require
 from zoo.translate import translate  # (same reason as compose: a function named like its module)
 
@@ -40,6 +41,7 @@ __all__ = [
     "generate",
     "classify_text",
     "translate",
+    "export",
     "UnknownModelError",
     "CapabilityError",
     "Capability",

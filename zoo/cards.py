@@ -115,6 +115,44 @@ class StateSpec:
 
 
 @dataclass(frozen=True)
+class Export:
+    """One step graph of the model for a serving runtime (``rnnzoo export NAME --format F``), as measured."""
+
+    format: Literal["onnx", "litert", "savedmodel"]
+    file: str = _doc(
+        "what rnnzoo export writes into its --out folder (default exports/<name>/); a folder for SavedModel"
+    )
+    sha256: str = _doc(
+        "of the export made with the tools in format_version (a SavedModel: of its files' names and bytes)"
+    )
+    reproducible: bool = _doc(
+        "whether rnnzoo export with the tools in format_version writes exactly these bytes (ONNX, LiteRT: yes; "
+        "SavedModel: no, TensorFlow numbers the functions it traces per process)"
+    )
+    file_size_bytes: int
+    format_version: str = _doc("format, opset or op set, and the versions of the tools that wrote it")
+    compute_dtype: str = _doc("the arithmetic inside the graph; inputs and outputs are float32")
+    ops: list[str] = _doc("the graph's op types")
+    inputs: list[StateTensor] = _doc(
+        "x, then one tensor per recurrent state; per example (the batch axis is dynamic)"
+    )
+    outputs: list[StateTensor] = _doc("y, then each new state (<state>_out)")
+    initial_state: str = _doc("what every state tensor holds before the first step")
+    step: str = _doc("what one step consumes (state_spec.step_input)")
+    max_abs_diff_vs_keras: float = _doc(
+        "largest |streamed export - Keras on the whole sequence| over parity_steps"
+    )
+    parity_steps: int = _doc("streamed steps the parity was measured over")
+    parity_data: str = _doc("which sequences those steps come from")
+    latency_us_batch1: float = _doc("median wall time of one step call, batch 1 (see latency_note)")
+    latency_us_batch64: float = _doc("median wall time of one step call, batch 64")
+    latency_note: str = _doc("runtime, threads and machine of the latency figures")
+    builtin_only: bool | None = _doc(
+        "LiteRT: every op is a builtin op (no SELECT_TF_OPS / Flex)", default=None
+    )
+
+
+@dataclass(frozen=True)
 class Preprocessing:
     n_features: int | None = _doc("F, the width of one input step (real-valued models)", default=None)
     sequence_length: int | None = _doc("length of the sequences the model was trained on", default=None)
@@ -184,6 +222,10 @@ class Card:
     versus_baseline: Versus | None = None
     cell_comparison: list[dict[str, Any]] | None = _doc(
         "the same recipe with each cell: rows read from the group's cards", default=None
+    )
+    exports: dict[str, Export] | None = _doc(
+        "causal models: the step graph per format (onnx, litert, savedmodel), made by scripts/export_all.py",
+        default=None,
     )
     schema_version: int = SCHEMA_VERSION
 

@@ -369,6 +369,33 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from zoo.export import DEFAULT_COMPUTE, digest, state_slots, step_model_of
+
+    card = zoo.card(args.name)  # an unknown name fails here, with suggestions
+    if args.out and Path(args.out).is_file():
+        raise UserError(f"--out {args.out} is a file; give a folder")
+    compute = args.compute_dtype or DEFAULT_COMPUTE[args.format]
+    try:
+        path = zoo.export(args.name, args.format, args.out, compute)
+    except ImportError as e:
+        raise UserError(f"exporting needs {e.name}: pip install 'rnn-zoo[export]'") from None
+    states = ", ".join(f"{s.name}[B,{s.width}]" for s in state_slots(step_model_of(args.name)))
+    print(f"wrote {path}: one step, x[B,{card.preprocessing.n_features}], {states} -> y, <state>_out; "
+          f"float32 in and out, {compute} inside")  # fmt: skip
+    made, recorded = digest(path), (card.exports or {}).get(args.format)
+    if recorded is None or recorded.compute_dtype != compute:
+        verdict = "the card records no such export"
+    elif not recorded.reproducible:
+        verdict = f"a {args.format} differs byte for byte from run to run; the card's parity is the graph's"
+    elif recorded.sha256 == made:
+        verdict = f"as the card records; parity with Keras {recorded.max_abs_diff_vs_keras:.1e}"
+    else:
+        verdict = f"differs from the card's {recorded.sha256[:12]}… (made with {recorded.format_version})"
+    print(f"sha256 {made} ({verdict})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnzoo",
@@ -402,6 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-steps", action="store_true", help="loss over every step, not only the last")
     p.add_argument("--out", default="diagnostics", help="output folder (default ./diagnostics)")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser(
+        "export",
+        help="write a causal model as a single-step graph with explicit state (ONNX, LiteRT, SavedModel)",
+        description="A graph (x[B,F], layer0_h, ...) -> (y[B,K], layer0_h_out, ...) from the model's own weights, "
+        "normalisation inside, dynamic batch; the card's exports block records its sha256, parity and latency.",
+    )
+    p.add_argument("name")
+    p.add_argument("--format", required=True, choices=["onnx", "litert", "savedmodel"])
+    p.add_argument("--out", help="output folder (default ./exports/NAME)")
+    p.add_argument(
+        "--compute-dtype",
+        choices=["float32", "float64"],
+        help="arithmetic inside the graph (default float64 for onnx and savedmodel; litert is float32 only)",
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="retrain a model from its registry recipe (options override it)")
     p.add_argument("name")

@@ -1,0 +1,216 @@
+"""Export every causal shipped model as a step graph in every format, measure each with its own runtime, and
+write the measurements into the model's card (``exports``); print a table and write it as JSON.
+
+    python scripts/export_all.py                      # all causal models, all formats, cards updated
+    python scripts/export_all.py kjv-char-lstm --no-write --formats onnx
+
+Per model and format: parity with Keras on whole sequences over ≥ 10,000 streamed steps (the test split, topped
+up with validation/training sequences where it is shorter), per-step latency at batch 1 and 64 (median of 300
+calls, one thread), file size, sha256, op list (LiteRT: builtin ops only, checked). The float32 variants of
+the ONNX and SavedModel graphs are measured too, for the table (the cards record the default, float64 inside).
+The exports themselves go to a temporary folder: they are made on demand (`rnnzoo export`), not shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import zoo
+from zoo import cards
+from zoo.export import DEFAULT_COMPUTE, FORMATS, digest, export_step, format_version, size_bytes, state_slots
+from zoo.export.measure import MIN_PARITY_STEPS, latency_us, parity, parity_data
+from zoo.export.runtimes import StepRuntime, load_runtime
+from zoo.step import StepModel
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "export_all.json"
+INITIAL_STATE = "zeros: every state tensor starts at 0, as Keras starts its recurrences"
+
+
+class _NumpyRuntime(StepRuntime):
+    """The numpy step engine behind the runtime call, for the table's reference latency."""
+
+    format = "numpy"
+
+    def __init__(self, step_model: StepModel):
+        slots = state_slots(step_model)
+        super().__init__(
+            [s.name for s in slots], [s.width for s in slots], step_model.n_features, step_model.n_outputs
+        )
+        self.step_model = step_model
+
+    def __call__(self, x, states):  # type: ignore[no-untyped-def]
+        row = np.concatenate([states[n] for n in self.state_names], axis=1)
+        y, new = self.step_model.step(x, row)
+        bounds = np.cumsum([0, *self.state_widths])
+        return y, {n: new[:, a:b] for n, a, b in zip(self.state_names, bounds[:-1], bounds[1:], strict=True)}
+
+
+def _ops(path: Path, fmt: str) -> list[str]:
+    if fmt == "onnx":
+        import onnx
+
+        return sorted({node.op_type for node in onnx.load(str(path)).graph.node})
+    if fmt == "litert":
+        from zoo.export.tf_graph import litert_ops
+
+        return litert_ops(path.read_bytes())
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    skip = {"Placeholder", "Identity", "NoOp", "StatefulPartitionedCall", "PartitionedCall", "Const"}
+    return sorted({n.op for n in nodes} - skip)
+
+
+def _runtime_version(fmt: str) -> str:
+    if fmt == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    if fmt == "litert":
+        try:
+            from importlib.metadata import version
+
+            return f"ai-edge-litert {version('ai-edge-litert')} interpreter"
+        except Exception:  # noqa: BLE001
+            return "tf.lite interpreter"
+    import tensorflow as tf
+
+    return f"TensorFlow {tf.__version__} SavedModel signature"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return cpu
+
+
+def measure(
+    runtime: StepRuntime, data: object, calls: int
+) -> tuple[float, float, float]:  # (parity, b1 µs, b64 µs)
+    return parity(runtime, data), latency_us(runtime, 1, calls), latency_us(runtime, 64, calls)  # type: ignore[arg-type]
+
+
+def export_model(name: str, formats: list[str], workdir: Path, calls: int, min_steps: int) -> dict:
+    """Export and measure one model; returns the table rows and the card's exports block."""
+    from zoo.export import step_model_of
+
+    card = zoo.card(name)
+    step_model = step_model_of(name)
+    model = zoo.load(name)
+    start = time.perf_counter()
+    data = parity_data(name, model, min_steps)
+    slots = state_slots(step_model)
+    rows = []
+    numpy_rt = _NumpyRuntime(step_model)
+    np_parity, np_b1, np_b64 = measure(numpy_rt, data, calls)
+    rows.append(dict(model=name, format="numpy (zoo.step)", compute="float64", size=None, builtin_only=None,
+                     parity=np_parity, b1=np_b1, b64=np_b64))  # fmt: skip
+    block: dict[str, cards.Export] = {}
+    inputs = [cards.StateTensor("x", [step_model.n_features], "float32")]
+    inputs += [cards.StateTensor(s.name, [s.width], "float32") for s in slots]
+    outputs = [cards.StateTensor("y", [step_model.n_outputs], "float32")]
+    outputs += [cards.StateTensor(f"{s.name}_out", [s.width], "float32") for s in slots]
+    for fmt in formats:
+        variants = [DEFAULT_COMPUTE[fmt]] + (["float32"] if DEFAULT_COMPUTE[fmt] != "float32" else [])
+        for compute in variants:
+            folder = workdir / name / compute
+            path = export_step(step_model, fmt, folder, compute, doc=f"rnn-zoo {name}: one step")
+            runtime = load_runtime(path, fmt, threads=1)
+            assert runtime.state_names == [s.name for s in slots], (name, fmt, runtime.state_names)
+            diff, b1, b64 = measure(runtime, data, calls)
+            ops = _ops(path, fmt)
+            builtin = None
+            if fmt == "litert":  # every op a builtin: Flex ops show as FlexXxx, custom ones as CUSTOM
+                builtin = not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE") for op in ops)
+            rows.append(dict(model=name, format=fmt, compute=compute, size=size_bytes(path),
+                             builtin_only=builtin, parity=diff, b1=b1, b64=b64))  # fmt: skip
+            if compute != DEFAULT_COMPUTE[fmt]:
+                continue
+            block[fmt] = cards.Export(
+                format=fmt,  # type: ignore[arg-type]
+                file=path.name,
+                sha256=digest(path),
+                reproducible=fmt != "savedmodel",
+                file_size_bytes=size_bytes(path),
+                format_version=format_version(fmt, compute),
+                compute_dtype=compute,
+                ops=ops,
+                inputs=inputs,
+                outputs=outputs,
+                initial_state=INITIAL_STATE,
+                step=card.state_spec.step_input,
+                max_abs_diff_vs_keras=diff,
+                parity_steps=data.steps,
+                parity_data=data.description,
+                latency_us_batch1=round(b1, 1),
+                latency_us_batch64=round(b64, 1),
+                latency_note=f"median of {calls} calls, 1 thread, {_runtime_version(fmt)}, {_machine()}",
+                builtin_only=builtin,
+            )
+    print(f"{name}: {data.steps:,} parity steps, {time.perf_counter() - start:.0f} s", flush=True)
+    return {"rows": rows, "exports": block}
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ("model", "format", "compute", "size", "builtin-only", "max |diff| vs Keras", "b1 µs", "b64 µs")
+    lines = [head]
+    for r in rows:
+        lines.append((
+            r["model"], r["format"], r["compute"],
+            "-" if r["size"] is None else f"{r['size'] / 1024:.0f} KiB",
+            {None: "-", True: "yes", False: "NO"}[r["builtin_only"]],
+            f"{r['parity']:.1e}", f"{r['b1']:.0f}", f"{r['b64']:.0f}",
+        ))  # fmt: skip
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    for i, line in enumerate(lines):
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="models (default: every causal shipped model)")
+    ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    ap.add_argument("--no-write", action="store_true", help="measure only; leave the cards as they are")
+    ap.add_argument("--calls", type=int, default=300, help="timed calls per latency figure")
+    ap.add_argument("--min-steps", type=int, default=MIN_PARITY_STEPS)
+    ap.add_argument("--json", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    names = args.names or [n for n in zoo.list_models() if zoo.card(n).state_spec.steppable]
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            result = export_model(name, args.formats, Path(tmp), args.calls, args.min_steps)
+            rows += result["rows"]
+            if not args.no_write:
+                folder = cards.model_dir(name)
+                card = cards.read_card(folder)
+                merged = dict(card.exports or {}) | result["exports"]
+                before = cards.sha256(folder / cards.MODEL_FILE)
+                cards.write_card(folder, dataclasses.replace(card, exports=merged))
+                assert cards.sha256(folder / cards.MODEL_FILE) == before  # model.keras is never touched
+    print_table(rows)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
