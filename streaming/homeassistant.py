@@ -34,11 +34,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from streaming.service import Route
 
-DEFAULT_PREFIX = "homeassistant"
 MAX_OUTPUT_SENSORS = 8
 MANUFACTURER = "rnn-zoo"
 _PLAIN = re.compile(r"[A-Za-z0-9-]+")
-_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 
 # Publishes (topic, payload, qos, retain); the service's own publish, which counts what it drops.
 Publish = Callable[[str, str, int, bool], None]
@@ -53,8 +51,9 @@ def node_id(device: str) -> str:
 
 
 def object_part(name: str) -> str:
-    """A model name as part of an object_id: only [A-Za-z0-9_-]."""
-    return _NOT_ALLOWED.sub("_", name) or "_"
+    """A model name as the first part of an object_id, by the node_id rule: two bindings whose model names
+    differ only in characters a topic level cannot hold (`a.b`, `a_b`) still get sensors of their own."""
+    return node_id(name)
 
 
 def sensor_configs(
