@@ -162,3 +162,46 @@ def test_every_causal_model_exports_within_its_card(tmp_path: Path, name: str) -
         diff = parity(load_runtime(path, fmt), data)
         assert diff <= (FLOAT64_LONG if fmt != "litert" else FLOAT32_LONG), (fmt, diff)
         assert card.exports is not None and card.exports[fmt].parity_steps == data.steps
+
+
+def test_service_streams_an_exported_onnx_graph(tiny, mosquitto, collector_factory) -> None:
+    """The MQTT service serving the ONNX step graph (StepEngine) answers each reading as Keras would."""
+    import json
+    import threading
+    import time
+
+    from conftest import publisher, stop_service
+
+    from streaming.config import from_dict
+    from streaming.models import ServedModel
+    from streaming.service import Service
+
+    model, step_model, tmp = tiny
+    engine = StepEngine(load_runtime(export_step(step_model, "onnx", tmp / "serve"), "onnx"), "tiny-onnx")
+    settings = from_dict(
+        {
+            "broker": {"url": mosquitto.url, "connect_timeout_s": 5.0},
+            "service": {"max_delay_ms": 2, "status_interval_s": 0.5},
+            "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
+        }
+    )
+    svc = Service(settings, models={0: ServedModel("tiny", engine, None, model)})  # type: ignore[arg-type]
+    thread = threading.Thread(target=svc.run, daemon=True)
+    thread.start()
+    assert svc.wait_connected(10)
+    time.sleep(0.2)
+    seqs = np.random.default_rng(3).normal(size=(3, 20, 3)).astype("float32")
+    expected = offline(model, seqs)
+    col = collector_factory(mosquitto.port, ["predictions/#", "errors/#"])
+    pub = publisher(mosquitto.port)
+    for t in range(20):
+        for d in range(3):
+            pub.publish(f"sensors/dev{d}/imu", json.dumps(seqs[d, t].tolist()))
+    assert col.wait_for(lambda: col.count("predictions/") >= 60)
+    assert col.count("errors/") == 0
+    for topic, payload in col.of("predictions/"):
+        d = int(topic.split("/")[1][3:])
+        got = np.asarray(payload["outputs"], np.float32)
+        assert np.max(np.abs(got - expected[d, payload["step"]])) <= EXACT, (topic, payload["step"])
+    stop_service(svc, thread)
+    pub.loop_stop()
