@@ -466,7 +466,35 @@ def layer_chain(model: Any) -> list[Any]:
     return flat
 
 
-class StepModel:
+class Stepper:
+    """What every step engine shares (the numpy `StepModel`, an exported graph's `zoo.export.StepEngine`):
+    ``advance`` and ``run`` built on the engine's own ``initial_state`` and ``step``."""
+
+    mode = "step"
+    dtype: np.dtype
+
+    def initial_state(self, batch: int) -> Array:
+        raise NotImplementedError
+
+    def step(self, x: Array, state: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def advance(self, x: Array, state: Array, steps: Array) -> tuple[Array, Array]:
+        """The engine-facing call shared with WindowModel; a step engine does not need the step counts."""
+        return self.step(x, state)
+
+    def run(self, sequences: Array) -> Array:
+        """Step whole sequences [B, T, F] from zero state → [B, T, K]; the offline reference in tests."""
+        sequences = np.asarray(sequences, dtype=self.dtype)
+        state = self.initial_state(sequences.shape[0])
+        outs = []
+        for t in range(sequences.shape[1]):
+            y, state = self.step(sequences[:, t], state)
+            outs.append(y)
+        return np.stack(outs, axis=1)
+
+
+class StepModel(Stepper):
     """A causal recurrent model advanced one reading at a time, for a batch of devices, in numpy.
 
     Args:
@@ -479,8 +507,6 @@ class StepModel:
             but, on models whose recurrence amplifies rounding, drifts past 1e-5 from Keras within tens of steps.
         fingerprint: a hash of the weights, so a state snapshot is never restored into another model.
     """
-
-    mode = "step"
 
     def __init__(
         self,
@@ -604,20 +630,6 @@ class StepModel:
                 # The next layer must see this layer's output as Keras holds it: rounded to float32.
                 x = x.astype(self.dtype).astype(self.compute_dtype)
         return x.astype(self.dtype), new_state
-
-    def advance(self, x: Array, state: Array, steps: Array) -> tuple[Array, Array]:
-        """The engine-facing call shared with WindowModel; a step model does not need the step counts."""
-        return self.step(x, state)
-
-    def run(self, sequences: Array) -> Array:
-        """Step whole sequences [B, T, F] from zero state → [B, T, K]; the offline reference in tests."""
-        sequences = np.asarray(sequences, dtype=self.dtype)
-        state = self.initial_state(sequences.shape[0])
-        outs = []
-        for t in range(sequences.shape[1]):
-            y, state = self.step(sequences[:, t], state)
-            outs.append(y)
-        return np.stack(outs, axis=1)
 
 
 _CELLS = {"SimpleRNNCell": "simple", "LSTMCell": "lstm", "GRUCell": "gru"}

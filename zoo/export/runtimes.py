@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.step import Stepper
+
 Array = np.ndarray
 
 
@@ -135,11 +137,9 @@ def load_runtime(path: Path | str, fmt: str, threads: int = 1) -> StepRuntime:
     return RUNTIMES[fmt](path, threads)
 
 
-class StepEngine:
+class StepEngine(Stepper):
     """An exported step graph behind `zoo.step.StepModel`'s interface: one ``[B, S]`` state row per device
     (the state tensors side by side, in the card's order), ``step``, ``advance``, ``initial_state``, ``run``."""
-
-    mode = "step"
 
     def __init__(self, runtime: StepRuntime, fingerprint: str = ""):
         self.runtime = runtime
@@ -162,15 +162,3 @@ class StepEngine:
         }
         y, new = self.runtime(x, named)
         return y, np.concatenate([new[n] for n in self.runtime.state_names], axis=1)
-
-    def advance(self, x: Array, state: Array, steps: Array) -> tuple[Array, Array]:
-        return self.step(x, state)
-
-    def run(self, sequences: Array) -> Array:
-        sequences = np.asarray(sequences, dtype=np.float32)
-        state = self.initial_state(sequences.shape[0])
-        outs = []
-        for t in range(sequences.shape[1]):
-            y, state = self.step(sequences[:, t], state)
-            outs.append(y)
-        return np.stack(outs, axis=1)
