@@ -8,6 +8,9 @@ Per model and format: parity with Keras on whole sequences over ≥ 10,000 strea
 up with validation/training sequences where it is shorter), per-step latency at batch 1 and 64 (median of 300
 calls, one thread), file size, sha256, op list (LiteRT: builtin ops only, checked). The float32 variants of
 the ONNX and SavedModel graphs are measured too, for the table (the cards record the default, float64 inside).
+Beside the float LiteRT graph, its quantised variants (``--quantize dynamic int8``: dynamic-range, and
+full-integer calibrated on training-split steps) are measured the same way, plus the card's headline test
+metrics computed from each quantised graph's streamed outputs next to the float32 LiteRT graph's.
 The exports themselves go to a temporary folder: they are made on demand (`rnnzoo export`), not shipped.
 """
 
@@ -25,12 +28,23 @@ import numpy as np
 
 import zoo
 from zoo import cards
-from zoo.export import DEFAULT_COMPUTE, FORMATS, digest, export_step, format_version, size_bytes, state_slots
+from zoo.export import (
+    DEFAULT_COMPUTE,
+    FILES,
+    FORMATS,
+    QUANTIZATIONS,
+    digest,
+    export_step,
+    format_version,
+    size_bytes,
+    state_slots,
+)
 from zoo.export.measure import MIN_PARITY_STEPS, latency_us, parity, parity_data
 from zoo.export.runtimes import StepRuntime, load_runtime
 from zoo.step import StepModel
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "export_all.json"
+COMPUTE = {"dynamic": "float32, int8 weights", "int8": "int8"}  # quantised graphs' arithmetic inside
 INITIAL_STATE = "zeros: every state tensor starts at 0, as Keras starts its recurrences"
 
 
@@ -106,7 +120,9 @@ def measure(
     return parity(runtime, data), latency_us(runtime, 1, calls), latency_us(runtime, 64, calls)  # type: ignore[arg-type]
 
 
-def export_model(name: str, formats: list[str], workdir: Path, calls: int, min_steps: int) -> dict:
+def export_model(
+    name: str, formats: list[str], workdir: Path, calls: int, min_steps: int, quantize: list[str]
+) -> dict:
     """Export and measure one model; returns the table rows and the card's exports block."""
     from zoo.export import step_model_of
 
@@ -163,8 +179,70 @@ def export_model(name: str, formats: list[str], workdir: Path, calls: int, min_s
                 latency_note=f"median of {calls} calls, 1 thread, {_runtime_version(fmt)}, {_machine()}",
                 builtin_only=builtin,
             )
+    if "litert" in formats and quantize:
+        block |= _quantized(name, step_model, block["litert"], data, workdir, calls, quantize, rows)
     print(f"{name}: {data.steps:,} parity steps, {time.perf_counter() - start:.0f} s", flush=True)
     return {"rows": rows, "exports": block}
+
+
+def _quantized(
+    name: str,
+    step_model: StepModel,
+    float_export: cards.Export,
+    data: object,
+    workdir: Path,
+    calls: int,
+    quantize: list[str],
+    rows: list[dict],
+) -> dict[str, cards.Export]:
+    """The quantised LiteRT step graphs beside the float one: parity, latency and the card's headline test
+    metrics computed from each graph's outputs (and, for comparison, from the float32 LiteRT graph's)."""
+    from zoo.export import quantize as q
+    from zoo.export.tf_graph import QUANTIZATION_NOTES
+    from zoo.registry import get_spec
+    from zoo.tasks import TASKS
+
+    spec = get_spec(name)
+    prepared = TASKS[spec.task].prepare(spec.recipe.seed, spec.head, spec.recipe.batch_size)
+    folder = workdir / name / "float32"
+    float_metrics = q.test_metrics(name, load_runtime(folder / FILES["litert"], "litert"), prepared)
+    representative = None
+    if "int8" in quantize:
+        sequences = q.training_sequences(name)
+        representative = q.representative(step_model, sequences)
+        calibration = (
+            f"{q.CALIBRATION_SAMPLES} (reading, state) steps of {len(sequences)} training-split sequences, "
+            "states from the float step engine"
+        )
+    out: dict[str, cards.Export] = {}
+    for mode in quantize:
+        path = export_step(step_model, "litert", folder, None, "", mode, representative)
+        runtime = load_runtime(path, "litert", threads=1)
+        diff, b1, b64 = measure(runtime, data, calls)
+        ops = _ops(path, "litert")
+        builtin = not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE") for op in ops)
+        metrics = q.test_metrics(name, runtime, prepared)
+        rows.append(dict(model=name, format=f"litert {mode}", compute=COMPUTE[mode], size=size_bytes(path),
+                         builtin_only=builtin, parity=diff, b1=b1, b64=b64,
+                         test_metrics=metrics, float_test_metrics=float_metrics))  # fmt: skip
+        note = QUANTIZATION_NOTES[mode] + (f"; calibration: {calibration}" if mode == "int8" else "")
+        out[f"litert-{mode}"] = dataclasses.replace(
+            float_export,
+            file=path.name,
+            sha256=digest(path),
+            file_size_bytes=size_bytes(path),
+            format_version=format_version("litert", "float32", mode),
+            compute_dtype=COMPUTE[mode],
+            ops=ops,
+            max_abs_diff_vs_keras=diff,
+            latency_us_batch1=round(b1, 1),
+            latency_us_batch64=round(b64, 1),
+            builtin_only=builtin,
+            quantization=note,
+            test_metrics=metrics,
+            float_test_metrics=float_metrics,
+        )
+    return out
 
 
 def print_table(rows: list[dict]) -> None:
@@ -182,6 +260,12 @@ def print_table(rows: list[dict]) -> None:
         print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    for r in rows:
+        if r.get("test_metrics"):
+            pairs = ", ".join(
+                f"{k} {v} (float {r['float_test_metrics'].get(k)})" for k, v in r["test_metrics"].items()
+            )
+            print(f"{r['model']} {r['format']}: test {pairs}")
 
 
 def main() -> None:
@@ -192,12 +276,19 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=300, help="timed calls per latency figure")
     ap.add_argument("--min-steps", type=int, default=MIN_PARITY_STEPS)
     ap.add_argument("--json", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--quantize",
+        nargs="*",
+        default=list(QUANTIZATIONS),
+        choices=QUANTIZATIONS,
+        help="quantised LiteRT step graphs to make beside the float one (default: dynamic int8; none: --quantize)",
+    )
     args = ap.parse_args()
     names = args.names or [n for n in zoo.list_models() if zoo.card(n).state_spec.steppable]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            result = export_model(name, args.formats, Path(tmp), args.calls, args.min_steps)
+            result = export_model(name, args.formats, Path(tmp), args.calls, args.min_steps, args.quantize)
             rows += result["rows"]
             if not args.no_write:
                 folder = cards.model_dir(name)

@@ -116,7 +116,9 @@ class StateSpec:
 
 @dataclass(frozen=True)
 class Export:
-    """One step graph of the model for a serving runtime (``rnnzoo export NAME --format F``), as measured."""
+    """One exported graph of the model for a serving runtime (``rnnzoo export NAME --format F``), as measured:
+    a step graph (causal models), or a whole-sequence graph (``--sequence``; step fields then describe one call
+    on whole sequences)."""
 
     format: Literal["onnx", "litert", "savedmodel"]
     file: str = _doc(
@@ -149,6 +151,22 @@ class Export:
     latency_note: str = _doc("runtime, threads and machine of the latency figures")
     builtin_only: bool | None = _doc(
         "LiteRT: every op is a builtin op (no SELECT_TF_OPS / Flex)", default=None
+    )
+    graph: Literal["step", "sequence"] = _doc(
+        "step: (x [B, F], states) -> (y, new states), one step per call; sequence: x [B, T, F] -> the model's "
+        "output for whole sequences (-1 in a shape: dynamic)",
+        default="step",
+    )
+    quantization: str | None = _doc(
+        "LiteRT --quantize dynamic|int8: what is quantised and how (absent: float32 throughout)", default=None
+    )
+    test_metrics: dict[str, float] | None = _doc(
+        "quantised graphs: the card's headline test metrics computed from this graph's outputs on the test split",
+        default=None,
+    )
+    float_test_metrics: dict[str, float] | None = _doc(
+        "the same metrics, same evaluation, from the float32 LiteRT step graph, to set beside test_metrics",
+        default=None,
     )
 
 
@@ -224,7 +242,9 @@ class Card:
         "the same recipe with each cell: rows read from the group's cards", default=None
     )
     exports: dict[str, Export] | None = _doc(
-        "causal models: the step graph per format (onnx, litert, savedmodel), made by scripts/export_all.py",
+        "the exported graphs, made by scripts/export_all.py: causal models' step graph per format (onnx, litert, "
+        "savedmodel) and quantised LiteRT variants (litert-dynamic, litert-int8); other models' whole-sequence "
+        "graphs (<format>-sequence)",
         default=None,
     )
     schema_version: int = SCHEMA_VERSION

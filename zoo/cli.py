@@ -375,15 +375,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     card = zoo.card(args.name)  # an unknown name fails here, with suggestions
     if args.out and Path(args.out).is_file():
         raise UserError(f"--out {args.out} is a file; give a folder")
-    compute = args.compute_dtype or DEFAULT_COMPUTE[args.format]
+    if args.quantize and args.format != "litert":
+        raise UserError(f"--quantize applies to --format litert only (got {args.format})")
+    if args.sequence and (args.quantize or args.compute_dtype == "float64"):
+        raise UserError("a whole-sequence graph is float32 and unquantised: drop --quantize/--compute-dtype")
+    compute = "float32" if args.sequence else args.compute_dtype or DEFAULT_COMPUTE[args.format]
     try:
-        path = zoo.export(args.name, args.format, args.out, compute)
+        path = zoo.export(args.name, args.format, args.out, compute, args.quantize, args.sequence)
     except ImportError as e:
         raise UserError(f"exporting needs {e.name}: pip install 'rnn-zoo[export]'") from None
-    states = ", ".join(f"{s.name}[B,{s.width}]" for s in state_slots(step_model_of(args.name)))
-    print(f"wrote {path}: one step, x[B,{card.preprocessing.n_features}], {states} -> y, <state>_out; "
-          f"float32 in and out, {compute} inside")  # fmt: skip
-    made, recorded = digest(path), (card.exports or {}).get(args.format)
+    key = args.format + (f"-{args.quantize}" if args.quantize else "-sequence" if args.sequence else "")
+    recorded = (card.exports or {}).get(key)
+    if args.sequence:
+        print(f"wrote {path}: whole sequences x[B,T,...] -> the model's output; float32")
+    else:
+        states = ", ".join(f"{s.name}[B,{s.width}]" for s in state_slots(step_model_of(args.name)))
+        inside = f"{args.quantize} quantised" if args.quantize else f"{compute} inside"
+        print(f"wrote {path}: one step, x[B,{card.preprocessing.n_features}], {states} -> y, <state>_out; "
+              f"float32 in and out, {inside}")  # fmt: skip
+    if recorded is not None and recorded.quantization:
+        compute = recorded.compute_dtype
+    made = digest(path)
     if recorded is None or recorded.compute_dtype != compute:
         verdict = "the card records no such export"
     elif not recorded.reproducible:
@@ -443,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--compute-dtype",
         choices=["float32", "float64"],
         help="arithmetic inside the graph (default float64 for onnx and savedmodel; litert is float32 only)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["dynamic", "int8"],
+        help="litert: dynamic-range (int8 weights) or full-integer int8 (calibrated on training-split steps)",
+    )
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="the whole-sequence graph of the Keras model (bidirectional and other non-causal models)",
     )
     p.set_defaults(func=cmd_export)
 

@@ -28,13 +28,18 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from zoo.export.graph import StateSlot, state_slots
 from zoo.step import NotStepable, StepModel
 
 FORMATS = ("onnx", "litert", "savedmodel")
 FILES = {"onnx": "step.onnx", "litert": "step.tflite", "savedmodel": "step_savedmodel"}
+QUANTIZATIONS = ("dynamic", "int8")
+QUANTIZED_FILES = {"dynamic": "step_dynamic.tflite", "int8": "step_int8.tflite"}
 DEFAULT_COMPUTE = {"onnx": "float64", "savedmodel": "float64", "litert": "float32"}
 EXPORTS_DIR = Path("exports")
 
@@ -44,10 +49,18 @@ class ExportError(ValueError):
 
 
 def export_step(
-    step_model: StepModel, fmt: str, folder: Path | str, compute_dtype: str | None = None, doc: str = ""
+    step_model: StepModel,
+    fmt: str,
+    folder: Path | str,
+    compute_dtype: str | None = None,
+    doc: str = "",
+    quantize: str | None = None,
+    representative: Callable[[], Iterator[dict[str, np.ndarray]]] | None = None,
 ) -> Path:
     """Write ``step_model`` as a step graph of format ``fmt`` into ``folder``; returns the file (a folder for
-    SavedModel). ``compute_dtype``: the arithmetic inside (default per format: `DEFAULT_COMPUTE`)."""
+    SavedModel). ``compute_dtype``: the arithmetic inside (default per format: `DEFAULT_COMPUTE`).
+    ``quantize`` (LiteRT only): ``dynamic`` or ``int8`` (which needs ``representative``, see
+    `zoo.export.quantize.representative`)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     compute = compute_dtype or DEFAULT_COMPUTE[fmt]
@@ -55,7 +68,14 @@ def export_step(
         raise ExportError(f"compute dtype must be float32 or float64 (got {compute!r})")
     if fmt == "litert" and compute != "float32":
         raise ExportError("LiteRT builtin ops have no float64: a LiteRT export computes in float32")
-    path = Path(folder) / FILES[fmt]
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ExportError(f"unknown quantisation {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+        if fmt != "litert":
+            raise ExportError(f"--quantize applies to LiteRT only (got format {fmt!r})")
+        if quantize == "int8" and representative is None:
+            raise ExportError("int8 quantisation needs a representative dataset (training-split steps)")
+    path = Path(folder) / (QUANTIZED_FILES[quantize] if quantize else FILES[fmt])
     if fmt == "onnx":
         from zoo.export.onnx_graph import write_onnx
 
@@ -63,7 +83,7 @@ def export_step(
     if fmt == "litert":
         from zoo.export.tf_graph import write_litert
 
-        return write_litert(step_model, path)
+        return write_litert(step_model, path, quantize, representative)
     from zoo.export.tf_graph import write_savedmodel
 
     return write_savedmodel(step_model, path, compute)
@@ -78,7 +98,7 @@ def step_model_of(name: str) -> StepModel:
         raise ExportError(
             f"{name} is not causal ({card.architecture.cell}, "
             f"{'bidirectional' if card.architecture.bidirectional else 'whole-sequence'}): it has no step "
-            "graph; whole-sequence export is not implemented yet"
+            "graph; export its whole-sequence graph with --sequence (zoo.export(..., sequence=True))"
         )
     try:
         step_model = StepModel.from_keras(zoo.load(name))
@@ -90,14 +110,36 @@ def step_model_of(name: str) -> StepModel:
     return step_model
 
 
-def export(name: str, format: str, out: str | Path | None = None, compute_dtype: str | None = None) -> Path:
+def export(
+    name: str,
+    format: str,
+    out: str | Path | None = None,
+    compute_dtype: str | None = None,
+    quantize: str | None = None,
+    sequence: bool = False,
+) -> Path:
     """Export shipped model ``name`` as a step graph in ``format`` (onnx, litert, savedmodel) into ``out``
-    (default ``exports/<name>/``); returns the written file (a folder for SavedModel)."""
+    (default ``exports/<name>/``); returns the written file (a folder for SavedModel). ``quantize`` (LiteRT):
+    ``dynamic`` or ``int8`` (calibrated on training-split steps). ``sequence``: the whole-sequence graph of
+    the Keras model instead (`zoo.export.sequence`; any model, the only graph of a bidirectional one)."""
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
-    step_model = step_model_of(name)
     folder = Path(out) if out is not None else EXPORTS_DIR / name
-    return export_step(step_model, format, folder, compute_dtype, doc=f"rnn-zoo {name}: one step")
+    if sequence:
+        if quantize is not None or compute_dtype not in (None, "float32"):
+            raise ExportError("a whole-sequence graph is float32 and unquantised")
+        from zoo.export.sequence import export_sequence
+
+        return export_sequence(name, format, folder)
+    step_model = step_model_of(name)
+    representative = None
+    if quantize == "int8":
+        from zoo.export import quantize as q
+
+        representative = q.representative(step_model, q.training_sequences(name))
+    return export_step(
+        step_model, format, folder, compute_dtype, f"rnn-zoo {name}: one step", quantize, representative
+    )
 
 
 def digest(path: Path | str) -> str:
@@ -124,7 +166,7 @@ def size_bytes(path: Path | str) -> int:
     )
 
 
-def format_version(fmt: str, compute_dtype: str) -> str:
+def format_version(fmt: str, compute_dtype: str, quantize: str | None = None) -> str:
     """The format's version and the tools that wrote the bytes (their versions decide the sha256)."""
     if fmt == "onnx":
         import onnx
@@ -134,14 +176,19 @@ def format_version(fmt: str, compute_dtype: str) -> str:
         return f"ONNX opset {OPSET}, IR 8; onnx {onnx.__version__}"
     import tensorflow as tf
 
+    if fmt == "litert" and quantize == "int8":
+        return f"LiteRT flatbuffer (TFLite schema 3), TFLITE_BUILTINS_INT8 only; TensorFlow {tf.__version__}"
     if fmt == "litert":
-        return f"LiteRT flatbuffer (TFLite schema 3), TFLITE_BUILTINS only; TensorFlow {tf.__version__}"
+        ops = "TFLITE_BUILTINS only" + (f", {quantize}-range quantised" if quantize == "dynamic" else "")
+        return f"LiteRT flatbuffer (TFLite schema 3), {ops}; TensorFlow {tf.__version__}"
     return f"SavedModel, signature 'step'; TensorFlow {tf.__version__}"
 
 
 __all__ = [
     "FORMATS",
     "FILES",
+    "QUANTIZATIONS",
+    "QUANTIZED_FILES",
     "DEFAULT_COMPUTE",
     "ExportError",
     "StateSlot",

@@ -9,6 +9,7 @@ FULLY_CONNECTED / LOGISTIC / TANH / MUL / ADD / STRIDED_SLICE ops per layer).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,22 +115,53 @@ def write_savedmodel(step_model: StepModel, folder: Path, compute_dtype: Any = n
     return folder
 
 
-def litert_bytes(step_model: StepModel) -> bytes:
+QUANTIZATIONS = ("dynamic", "int8")
+QUANTIZATION_NOTES = {
+    "dynamic": "dynamic-range: weights stored as int8 (per channel), activations and states float32; "
+    "FULLY_CONNECTED quantises its input on the fly",
+    "int8": "full-integer: int8 weights and activations inside (TFLITE_BUILTINS_INT8), scales calibrated on "
+    "training-split steps; float32 inputs, outputs and states (QUANTIZE/DEQUANTIZE at the edges)",
+}
+
+
+def litert_bytes(
+    step_model: StepModel,
+    quantize: str | None = None,
+    representative: Callable[[], Iterator[dict[str, np.ndarray]]] | None = None,
+) -> bytes:
     """The LiteRT flatbuffer of one step, float32 throughout (LiteRT builtins have no float64), converted
-    with ``TFLITE_BUILTINS`` only: a graph that needed a TensorFlow (Flex) op fails to convert."""
+    with ``TFLITE_BUILTINS`` only: a graph that needed a TensorFlow (Flex) op fails to convert.
+
+    ``quantize``: ``"dynamic"`` (int8 weights, float activations) or ``"int8"`` (full-integer inside, scales
+    calibrated on ``representative``: a callable yielding ``{"x": [1, F], "<state>": [1, width]…}`` samples,
+    drawn from training data); inputs, outputs and states stay float32 either way."""
     import tensorflow as tf
 
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)} (got {quantize!r})")
     module = tf.Module()
     module.step = step_function(step_model, np.float32)
     concrete = module.step.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        if representative is None:
+            raise ValueError("int8 quantisation needs a representative dataset")
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
 
-def write_litert(step_model: StepModel, path: Path) -> Path:
+def write_litert(
+    step_model: StepModel,
+    path: Path,
+    quantize: str | None = None,
+    representative: Callable[[], Iterator[dict[str, np.ndarray]]] | None = None,
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(litert_bytes(step_model))
+    path.write_bytes(litert_bytes(step_model, quantize, representative))
     return path
 
 
