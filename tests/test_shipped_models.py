@@ -79,4 +79,3 @@ def test_saved_model_loads_on_jax_with_the_same_outputs(tmp_path) -> None:
         check=True,
     )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ours, atol=1e-5)
-
