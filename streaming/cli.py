@@ -69,6 +69,7 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
         ("homeassistant", service, "homeassistant"),
         ("homeassistant_remove", service, "homeassistant_remove"),
         ("log_format", service, "log_format"),
+        ("runtime", service, "runtime"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -268,6 +269,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="remove a device's Home Assistant sensors when its state is evicted or reset",
+    )
+    serve.add_argument(
+        "--runtime",
+        choices=["numpy", "onnx"],
+        help="what steps a step-mode model: the numpy engine (default) or its exported ONNX step graph "
+        "in onnxruntime (the artefact `rnnzoo export --format onnx` writes; needs rnn-zoo[export])",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

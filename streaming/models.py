@@ -7,6 +7,7 @@ softmax.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +23,9 @@ from zoo.cards import Card, CardError, parse_card, sha256
 from zoo.step import STEP_FORMAT, NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
+# What computes a step-mode model's steps: the numpy engine, or its exported ONNX step graph in onnxruntime (the
+# artefact a user deploys elsewhere, served here with the same state rows, snapshots and parity).
+RUNTIMES = ("numpy", "onnx")
 
 
 class ModelError(ValueError):
@@ -132,11 +136,13 @@ def serve_model(
     name: str | None = None,
     compute_dtype: str = "float64",
     isolate: bool = False,
+    runtime: str = "numpy",
 ) -> ServedModel:
     """Load a model and build its engine. mode "step" refuses non-causal models; "auto" falls back to window.
 
     isolate=True reads the Keras file in a child process and keeps only the numpy step model here, so a
-    serving process of a step-mode model never carries TensorFlow (~700 MB of RSS).
+    serving process of a step-mode model never carries TensorFlow (~700 MB of RSS). ``runtime`` "onnx" then
+    serves the model's exported ONNX step graph instead of the numpy engine (`with_runtime`).
     """
     if not _is_path(spec) and (zoo := _zoo()) is not None:
         _check_streamable(zoo, spec)  # before a child process spends seconds importing TensorFlow
@@ -144,9 +150,41 @@ def serve_model(
         engine, meta = export_in_child(spec, mode, compute_dtype, window)
         if engine is not None:
             card = Card.from_json(meta["card"]) if meta["card"] else None
-            return ServedModel(name or meta["name"], engine, meta["class_names"], None, card, meta["note"])
+            served = ServedModel(name or meta["name"], engine, meta["class_names"], None, card, meta["note"])
+            return with_runtime(served, runtime, compute_dtype)
     model, card, display = load_keras(spec)
-    return build_served(model, card, name or display, mode, window, compute_dtype)
+    return with_runtime(
+        build_served(model, card, name or display, mode, window, compute_dtype), runtime, compute_dtype
+    )
+
+
+def with_runtime(served: ServedModel, runtime: str, compute_dtype: str = "float64") -> ServedModel:
+    """``served`` with its numpy step engine swapped for the same model's ONNX step graph run by onnxruntime
+    (`zoo.export`): same state layout and fingerprint, so snapshots move between runtimes. The graph is written
+    from the numpy engine's weights (no TensorFlow) into the step cache, keyed by the weights' fingerprint."""
+    if runtime == "numpy":
+        return served
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if not isinstance(served.engine, StepModel):
+        raise ModelError(
+            f"model {served.name!r} runs in window mode; --runtime {runtime} serves step graphs only"
+        )
+    try:
+        from zoo.export.onnx_graph import write_onnx
+        from zoo.export.runtimes import StepEngine, load_runtime
+    except ImportError as err:
+        raise ModelError(f"--runtime {runtime} needs {err.name}: pip install 'rnn-zoo[export]'") from None
+    from zoo.data._files import cache_dir
+
+    step_model = served.engine
+    path = cache_dir("step") / f"{step_model.fingerprint}-{compute_dtype}.onnx"
+    if not path.is_file():
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        write_onnx(step_model, tmp, np.dtype(compute_dtype))
+        tmp.replace(path)
+    engine = StepEngine(load_runtime(path, runtime), fingerprint=step_model.fingerprint)
+    return dataclasses.replace(served, engine=engine)
 
 
 def build_served(

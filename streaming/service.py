@@ -118,7 +118,13 @@ class Service:
                 cache_key = (b.model, b.mode, b.window, b.name)
                 if cache_key not in loaded:
                     loaded[cache_key] = serve_model(
-                        b.model, b.mode, b.window, b.name, svc.compute_dtype, isolate=True
+                        b.model,
+                        b.mode,
+                        b.window,
+                        b.name,
+                        svc.compute_dtype,
+                        isolate=True,
+                        runtime=svc.runtime,
                     )
                 served = loaded[cache_key]
             table = StateTable(

@@ -189,11 +189,18 @@ def offline(model, sequences):
 
 
 def start_service(
-    broker_url: str, model, tmp_path=None, name: str = "tiny", broker: dict | None = None, **service
+    broker_url: str,
+    model,
+    tmp_path=None,
+    name: str = "tiny",
+    broker: dict | None = None,
+    runtime: str = "numpy",
+    **service,
 ) -> tuple[Any, threading.Thread]:
-    """A Service on its own thread serving `model` on sensors/+/imu; `service` overrides [service] settings."""
+    """A Service on its own thread serving `model` on sensors/+/imu; `service` overrides [service] settings;
+    ``runtime`` "onnx" serves the model's exported ONNX step graph instead of the numpy engine."""
     from streaming.config import from_dict
-    from streaming.models import build_served
+    from streaming.models import build_served, with_runtime
     from streaming.service import Service
 
     settings = from_dict(
@@ -203,7 +210,7 @@ def start_service(
             "bindings": [{"topic": "sensors/+/imu", "model": "tiny"}],
         }
     )
-    served = build_served(model, None, name)
+    served = with_runtime(build_served(model, None, name), runtime)
     svc = Service(settings, models={0: served})
     thread = threading.Thread(target=svc.run, daemon=True)
     thread.start()

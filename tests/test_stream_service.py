@@ -38,12 +38,14 @@ def assert_matches_offline(
             assert list(m["probabilities"].values()) == m["outputs"]
 
 
-def test_interleaved_devices_equal_the_offline_model(mosquitto, collector_factory, model) -> None:
+# The same end-to-end contract for each runtime: the numpy engine and the exported ONNX step graph.
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+def test_interleaved_devices_equal_the_offline_model(mosquitto, collector_factory, model, runtime) -> None:
     rng = np.random.default_rng(1)
     devices = [f"dev{i}" for i in range(6)]
     seqs = rng.normal(size=(len(devices), 40, 3)).astype("float32") * 2
     expected = offline(model, seqs)
-    svc, thread = start_service(mosquitto.url, model)
+    svc, thread = start_service(mosquitto.url, model, runtime=runtime)
     col = collector_factory(mosquitto.port, ["predictions/#", "errors/#"])
     pub = publisher(mosquitto.port)
     # A random interleaving that keeps each device's own order; some readings as SenML, some as bare arrays.
@@ -99,14 +101,15 @@ BAD_PAYLOADS = [
 ]
 
 
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
 def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(
-    mosquitto, collector_factory, model
+    mosquitto, collector_factory, model, runtime
 ) -> None:
     rng = np.random.default_rng(3)
     devices = ["a", "b", "c", "d"]
     seqs = rng.normal(size=(len(devices), 50, 3)).astype("float32")
     expected = offline(model, seqs)
-    svc, thread = start_service(mosquitto.url, model)
+    svc, thread = start_service(mosquitto.url, model, runtime=runtime)
     col = collector_factory(mosquitto.port, ["predictions/#", "errors/#"])
     pub = publisher(mosquitto.port)
     n_bad = 0
@@ -166,12 +169,13 @@ def test_a_full_table_makes_room_by_evicting_the_least_recently_seen_and_reset_r
     pub.loop_stop()
 
 
-def test_broker_killed_and_restarted_mid_stream(mosquitto, collector_factory, model) -> None:
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+def test_broker_killed_and_restarted_mid_stream(mosquitto, collector_factory, model, runtime) -> None:
     rng = np.random.default_rng(4)
     devices = ["x", "y", "z"]
     seqs = rng.normal(size=(len(devices), 30, 3)).astype("float32")
     expected = offline(model, seqs)
-    svc, thread = start_service(mosquitto.url, model)
+    svc, thread = start_service(mosquitto.url, model, runtime=runtime)
     col = collector_factory(mosquitto.port, ["predictions/#"])
     pub = publisher(mosquitto.port)
     half = 15

@@ -132,3 +132,25 @@ def test_step_model_saved_and_loaded_without_keras_is_identical(tmp_path) -> Non
     x = np.random.default_rng(1).normal(size=(2, 15, 3)).astype(np.float32)
     assert np.array_equal(loaded.run(x), sm.run(x)) and loaded.fingerprint == sm.fingerprint
     assert np.max(np.abs(loaded.run(x) - offline(model, x))) <= 1e-5
+
+
+def test_runtime_setting_and_swap() -> None:
+    """`--runtime onnx` swaps the numpy engine for the exported ONNX step graph with the same state layout and
+    fingerprint (snapshots move between runtimes); window mode and unknown runtimes are refused in one line."""
+    from streaming.config import validate
+    from streaming.models import ModelError, build_served, with_runtime
+    from zoo.export.runtimes import StepEngine
+
+    model = tiny_model()
+    served = build_served(model, None, "tiny")
+    onnx = with_runtime(served, "onnx")
+    assert isinstance(onnx.engine, StepEngine) and onnx.engine.fingerprint == served.engine.fingerprint
+    assert onnx.engine.state_size == served.engine.state_size
+    x = np.random.default_rng(0).normal(size=(5, 7, 3)).astype("float32")
+    assert np.abs(onnx.engine.run(x) - served.engine.run(x)).max() <= 1e-6
+    with pytest.raises(ModelError, match="window mode"):
+        with_runtime(build_served(model, None, "tiny", mode="window", window=4), "onnx")
+    with pytest.raises(ModelError, match="unknown runtime"):
+        with_runtime(served, "tpu")
+    with pytest.raises(ConfigError, match="runtime must be"):
+        validate(from_dict({"service": {"runtime": "tpu"}, "bindings": [{"topic": "s/+/x", "model": "m"}]}))
