@@ -320,6 +320,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--every", type=_positive(int), default=10, help="print every Nth prediction")
     demo.set_defaults(func=cmd_demo)
 
+    from streaming.worker import register as register_worker  # `rnnzoo worker`: the JetStream mode
+
+    register_worker(subparsers)
+
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

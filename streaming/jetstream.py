@@ -1,0 +1,214 @@
+"""NATS JetStream layout for partitioned workers: subjects, the partition mapping, the stream, and a local server.
+
+Devices publish readings to `sensors.<device>.imu` (or, through the NATS server's MQTT listener, to the MQTT
+topic `sensors/<device>/imu`, which arrives as that subject). A subject mapping in the server's configuration
+sends each device to one of P partitions by a hash of its device token:
+
+    sensors.<device>.imu  →  part.<p>.sensors.<device>.imu        p = partition(P, 1)
+
+so one device always lands in one partition. One JetStream stream stores `part.*.sensors.*.imu`; each partition
+is read by one durable pull consumer (filter `part.<p>.>`) that only the partition's current owner uses.
+
+The mapping lives in the server's config because NATS 2.9 (Debian's) applies mappings there, before JetStream
+sees a message; `mapping_config` writes the block to paste, `rnnzoo worker --print-mapping` prints it.
+
+Example:
+    >>> layout = Layout(partitions=8)
+    >>> layout.partitioned("sensors.dev1.imu", 3)
+    'part.3.sensors.dev1.imu'
+    >>> print(mapping_config(layout))
+    mappings = { "sensors.*.imu": "part.{{partition(8,1)}}.sensors.{{wildcard(1)}}.imu" }
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from streaming.ports import free_port, wait_port
+
+PART_PREFIX = "part"
+# The stream's description records P: workers started with another P would hash devices elsewhere.
+DESCRIPTION = "rnnzoo readings, partitions={partitions}"
+
+
+class LayoutError(ValueError):
+    """A subject pattern, group name or partition count that cannot work; one line for the user."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a group's readings, checkpoints and leases live.
+
+    Args:
+        partitions: P, the number of partitions (fixed for the life of the stream).
+        subject: the devices' subject pattern, with exactly one `*` token: the device id.
+        stream: the JetStream stream holding the partitioned readings.
+        group: prefix of the consumers and the key-value buckets (one group per served model).
+    """
+
+    partitions: int = 8
+    subject: str = "sensors.*.imu"
+    stream: str = "RNNZOO_READINGS"
+    group: str = "rnnzoo"
+
+    def __post_init__(self) -> None:
+        tokens = self.subject.split(".")
+        if not 1 <= self.partitions <= 1024:
+            raise LayoutError(f"--partitions must be 1..1024, got {self.partitions}")
+        if tokens.count("*") != 1 or ">" in tokens or any(not t or " " in t for t in tokens):
+            raise LayoutError(f"--subject must have exactly one '*' token (the device), got {self.subject!r}")
+        for what, name in (("--stream", self.stream), ("--group", self.group)):
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                raise LayoutError(f"{what} must be 1-64 letters, digits, '_' or '-', got {name!r}")
+
+    @property
+    def device_token(self) -> int:
+        """Index of the device token in a partitioned subject (`part.<p>.` comes first)."""
+        return 2 + self.subject.split(".").index("*")
+
+    @property
+    def stream_subject(self) -> str:
+        return f"{PART_PREFIX}.*.{self.subject}"
+
+    def partition_filter(self, p: int) -> str:
+        return f"{PART_PREFIX}.{p}.{self.subject}"
+
+    def partitioned(self, subject: str, p: int) -> str:
+        return f"{PART_PREFIX}.{p}.{subject}"
+
+    def consumer(self, p: int) -> str:
+        return f"{self.group}-p{p}"
+
+    @property
+    def lease_bucket(self) -> str:
+        return f"{self.group}-leases"
+
+    @property
+    def checkpoint_bucket(self) -> str:
+        return f"{self.group}-checkpoints"
+
+    def device_of(self, subject: str) -> str:
+        """The device id of a partitioned subject; '' when the subject has another shape."""
+        tokens = subject.split(".")
+        return tokens[self.device_token] if len(tokens) == len(self.subject.split(".")) + 2 else ""
+
+
+def mapping_config(layout: Layout) -> str:
+    """The nats-server `mappings` block that partitions the devices' subjects."""
+    wildcard = 1  # the pattern's one '*': mapping functions number wildcards, not tokens
+    target = layout.subject.replace("*", f"{{{{wildcard({wildcard})}}}}")
+    return (
+        f'mappings = {{ "{layout.subject}": '
+        f'"{PART_PREFIX}.{{{{partition({layout.partitions},{wildcard})}}}}.{target}" }}'
+    )
+
+
+def token_safe(name: str) -> str:
+    """A name usable as one NATS subject token: separators, wildcards and whitespace become '_'."""
+    return re.sub(r"[.*>\s\x00-\x1f\x7f]", "_", name) or "_"
+
+
+async def ensure_stream(js: Any, layout: Layout, max_age_s: float | None = None) -> None:
+    """Create the readings stream if it is missing; refuse one made for another partition count."""
+    from nats.js.api import StreamConfig
+    from nats.js.errors import NotFoundError
+
+    description = DESCRIPTION.format(partitions=layout.partitions)
+    try:
+        info = await js.stream_info(layout.stream)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=layout.stream,
+                subjects=[layout.stream_subject],
+                description=description,
+                max_age=max_age_s,
+            )
+        )
+        return
+    if info.config.description != description:
+        raise LayoutError(
+            f"stream {layout.stream} was made with {info.config.description!r}; this worker has "
+            f"partitions={layout.partitions} (a device would hash to another partition)"
+        )
+
+
+class LocalNatsServer:
+    """A nats-server child process with JetStream, the partition mapping and (optionally) an MQTT listener, on
+    free ports, storing in `store_dir`: for tests, benchmarks and trying the mode on one machine.
+
+    `kill()` sends SIGKILL; `start()` again brings it back on the same ports with the same store.
+    """
+
+    def __init__(self, store_dir: str, layout: Layout, mqtt: bool = True, binary: str | None = None):
+        self.store_dir = store_dir
+        self.layout = layout
+        self.port = free_port()
+        self.mqtt_port = free_port() if mqtt else None
+        self.binary = binary or find_nats_server()
+        self.proc: subprocess.Popen | None = None
+        self.config_path = os.path.join(store_dir, "nats.conf")
+        os.makedirs(store_dir, exist_ok=True)
+        lines = [
+            f"listen: 127.0.0.1:{self.port}",
+            "server_name: rnnzoo-local",
+            f'jetstream {{ store_dir: "{os.path.join(store_dir, "js")}" }}',
+            mapping_config(layout),
+        ]
+        if self.mqtt_port:
+            lines.append(f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}")
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._log = open(os.path.join(self.store_dir, "nats.log"), "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", self.config_path], stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_port(self.port, timeout)
+        if self.mqtt_port:
+            wait_port(self.mqtt_port, timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def find_nats_server() -> str:
+    """The nats-server binary: $NATS_SERVER, then PATH, then Debian's /usr/sbin."""
+    import shutil
+
+    for candidate in (os.environ.get("NATS_SERVER"), shutil.which("nats-server"), "/usr/sbin/nats-server"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError("nats-server not found (Debian: apt-get install nats-server)")
+
+
+def temporary_server(layout: Layout, mqtt: bool = True) -> LocalNatsServer:
+    """A LocalNatsServer in a fresh temporary folder, started."""
+    server = LocalNatsServer(tempfile.mkdtemp(prefix="rnnzoo-nats-"), layout, mqtt)
+    server.start()
+    return server

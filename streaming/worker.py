@@ -1,0 +1,609 @@
+"""`rnnzoo worker`: serve a model on NATS JetStream, partitioned across workers, with exactly-once device state.
+
+A worker process joins a group (one per model), owns some of its P partitions, and for each owned partition
+reads the partition's readings in stream order, steps every device's state (`StateTable` + the zoo's step
+engine, in waves as the MQTT service does), publishes one prediction per reading, and every
+`checkpoint_interval_s` makes the partition's state durable together with the last stream sequence it covers
+(`streaming.checkpoint`), and only then acknowledges the stream up to that sequence.
+
+Guarantees:
+- state: exactly once. A partition's state only ever moves from one checkpoint to the next by replaying the
+  readings after the checkpoint's sequence, in stream order; readings at or below it are skipped. The clock the
+  state table sees is the stream's own timestamp of each reading, so a replay is bit-for-bit the same run.
+- predictions: at least once. A reading between the last checkpoint and a crash is stepped again by the next
+  owner and its prediction published again, identical, with the same `seq` (stream sequence) and `step`:
+  a consumer drops a duplicate by (device, seq).
+
+Ownership: a lease per partition in a key-value bucket whose entries expire after `lease_ttl_s`; claimed with
+create (succeeds only if nobody holds it), renewed by compare-and-set every third of the TTL. Each worker also
+keeps a `member.<id>` heartbeat there and takes ceil(P / members) partitions: a joining worker makes the others
+release their extras (checkpoint first), a dead one's leases expire and the others claim them. A lease alone
+cannot stop a paused worker that does not yet know it lost its partition; the checkpoint's compare-and-set can
+(see `streaming.checkpoint`), so two owners never both extend the state.
+
+Why leases and not one consumer per worker with the server balancing: JetStream spreads one consumer's
+messages over its pullers without regard to the device, which would split a device's readings between two
+states (the same fault as MQTT shared subscriptions). A partition per filtered consumer, owned through a lease,
+keeps each device on one state and lets the owner restart the consumer at exactly its checkpoint's sequence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streaming.checkpoint import CheckpointStore, Fenced
+from streaming.jetstream import Layout, LayoutError, ensure_stream, mapping_config, token_safe
+from streaming.payloads import DEFAULT_MAX_BYTES, PayloadError, Reading, parse
+from streaming.state import FULL, SnapshotError, StateTable
+
+log = logging.getLogger("streaming.worker")
+
+REJECTED_DEVICE = "_rejected"
+
+
+@dataclass
+class WorkerSettings:
+    """Everything one worker needs; the command line fills it."""
+
+    nats_url: str
+    model: str
+    layout: Layout = field(default_factory=Layout)
+    worker_id: str = ""
+    lease_ttl_s: float = 6.0
+    checkpoint_interval_s: float = 1.0
+    max_batch: int = 512
+    max_devices: int = 100_000
+    max_device_id_bytes: int = 128
+    max_payload_bytes: int = DEFAULT_MAX_BYTES
+    max_age_s: float | None = None  # readings kept in the stream (None: until the stream limits)
+    output_subject: str = "predictions.{device}.{model}"
+    error_subject: str = "errors.{device}"
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = token_safe(f"{socket.gethostname()}-{os.getpid()}")
+
+
+@dataclass
+class Partition:
+    """One owned partition at run time."""
+
+    index: int
+    lease_revision: int
+    task: asyncio.Task | None = None
+    table: StateTable | None = None
+    stopping: bool = False  # release asked: checkpoint, then end
+
+
+class Worker:
+    """A group member: claims partitions, steps their readings, checkpoints, acknowledges.
+
+    Args:
+        settings: the worker's settings.
+        served: the served model (`streaming.models.serve_model`); must stream in step mode.
+    """
+
+    def __init__(self, settings: WorkerSettings, served: Any):
+        if served.mode != "step":
+            raise ValueError(
+                f"model {served.name!r} streams in window mode; the JetStream mode needs step mode"
+            )
+        self.settings = settings
+        self.layout = settings.layout
+        self.served = served
+        self.engine = served.engine
+        self.model_token = token_safe(served.name)
+        self.owned: dict[int, Partition] = {}
+        self.counters: dict[str, int] = {"readings": 0, "skipped": 0, "errors": 0, "checkpoints": 0}
+        self._stop = asyncio.Event()
+        self._outbox: list[tuple[str, bytes]] = []
+        self.nc: Any = None
+
+    # -- setup --------------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        import nats
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import BucketNotFoundError
+
+        self.nc = await nats.connect(
+            self.settings.nats_url,
+            connect_timeout=self.settings.connect_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            allow_reconnect=True,
+            name=f"rnnzoo-worker-{self.settings.worker_id}",
+        )
+        self.js = self.nc.jetstream(timeout=5.0)
+        await ensure_stream(self.js, self.layout, self.settings.max_age_s)
+
+        async def bucket(name: str, ttl: float | None) -> Any:
+            try:
+                return await self.js.key_value(name)
+            except BucketNotFoundError:
+                return await self.js.create_key_value(KeyValueConfig(bucket=name, history=1, ttl=ttl))
+
+        self.leases = await bucket(self.layout.lease_bucket, self.settings.lease_ttl_s)
+        self.checkpoints = CheckpointStore(
+            await bucket(self.layout.checkpoint_bucket, None), self.engine.fingerprint
+        )
+
+    # -- ownership ----------------------------------------------------------------------------------------
+
+    async def _members(self) -> int:
+        from nats.js.errors import NoKeysError
+
+        try:
+            keys = await self.leases.keys()  # NATS 2.9 ignores a key filter: filter here
+        except NoKeysError:
+            keys = []
+        members = {k for k in keys if k.startswith("member.")}
+        return len(members | {f"member.{self.settings.worker_id}"})
+
+    async def _rebalance(self) -> None:
+        """One turn: heartbeat, renew leases, release extras, claim free partitions up to the fair share."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        wid = self.settings.worker_id.encode()
+        await self.leases.put(f"member.{self.settings.worker_id}", wid)
+        for p, part in list(self.owned.items()):
+            if part.stopping:
+                continue
+            try:
+                part.lease_revision = await self.leases.update(
+                    f"partition.{p}", wid, last=part.lease_revision
+                )
+            except KeyWrongLastSequenceError:
+                log.warning("lost the lease of partition %d; dropping it without a checkpoint", p)
+                await self._drop(p)
+        share = math.ceil(self.layout.partitions / await self._members())
+        active = [p for p, part in self.owned.items() if not part.stopping]
+        for p in sorted(active)[share:]:
+            log.info("releasing partition %d (fair share is %d)", p, share)
+            self.owned[p].stopping = True
+        if len(active) >= share:
+            return
+        # Start the search at an offset of our own, so workers starting together try different partitions.
+        offset = hash(self.settings.worker_id) % self.layout.partitions
+        for i in range(self.layout.partitions):
+            if len([x for x in self.owned.values() if not x.stopping]) >= share:
+                break
+            p = (offset + i) % self.layout.partitions
+            if p in self.owned:
+                continue
+            try:
+                revision = await self.leases.create(f"partition.{p}", wid)
+            except KeyWrongLastSequenceError:
+                continue  # held by someone else
+            part = Partition(p, revision)
+            self.owned[p] = part
+            part.task = asyncio.create_task(self._serve_partition(part))
+            log.info("claimed partition %d", p)
+
+    async def _drop(self, p: int) -> None:
+        part = self.owned.pop(p, None)
+        if part is not None and part.task is not None and part.task is not asyncio.current_task():
+            part.task.cancel()
+            try:
+                await part.task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it is being thrown away
+                pass
+
+    async def _release(self, part: Partition) -> None:
+        try:
+            await self.leases.delete(f"partition.{part.index}", last=part.lease_revision)
+        except Exception as err:  # noqa: BLE001 - an expired lease needs no release
+            log.debug("release of partition %d: %s", part.index, err)
+        self.owned.pop(part.index, None)
+
+    # -- one partition --------------------------------------------------------------------------------------
+
+    async def _serve_partition(self, part: Partition) -> None:
+        """Own `part` until asked to release it (or cancelled): restart from its checkpoint after a fence."""
+        while part.index in self.owned:
+            try:
+                await self._consume(part)
+                return
+            except Fenced as err:
+                log.warning("%s; reloading", err)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a broken connection: start again from the checkpoint
+                log.warning(
+                    "partition %d: %s: %s; restarting from its checkpoint",
+                    part.index,
+                    type(err).__name__,
+                    err,
+                )
+                await asyncio.sleep(0.5)
+
+    async def _consume(self, part: Partition) -> None:
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        p, layout = part.index, self.layout
+        checkpoint = await self.checkpoints.load(p)
+        table = StateTable(self.engine.state_size, self.settings.max_devices, dtype=self.engine.dtype)
+        if checkpoint.arrays is not None:
+            table.load_arrays(checkpoint.arrays, self.settings.max_device_id_bytes)
+        part.table = table
+        revision, covered = checkpoint.revision, checkpoint.seq
+        applied = covered
+        name = layout.consumer(p)
+        try:  # a fresh consumer that starts right after the checkpoint: nothing waits for an ack timeout
+            await self.js.delete_consumer(layout.stream, name)
+        except NotFoundError:
+            pass
+        config = ConsumerConfig(
+            durable_name=name,
+            filter_subject=layout.partition_filter(p),
+            ack_policy=AckPolicy.ALL,
+            ack_wait=max(30.0, 10 * self.settings.checkpoint_interval_s),
+            max_ack_pending=-1,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if covered else DeliverPolicy.ALL,
+            opt_start_seq=covered + 1 if covered else None,
+        )
+        sub = await self.js.pull_subscribe(
+            layout.partition_filter(p), durable=name, stream=layout.stream, config=config
+        )
+        log.info("partition %d: resumed at stream sequence %d with %d devices", p, covered, len(table))
+        last_msg = None
+        checkpointed_at = time.monotonic()
+        try:
+            while not self._stop.is_set() and not part.stopping:
+                try:
+                    msgs = await sub.fetch(self.settings.max_batch, timeout=0.2)
+                except (TimeoutError, NatsTimeout):
+                    msgs = []
+                fresh = []
+                for m in msgs:
+                    seq = m.metadata.sequence.stream
+                    if seq <= applied:
+                        self.counters["skipped"] += 1
+                        continue
+                    applied = seq
+                    fresh.append(m)
+                if fresh:
+                    self._step_batch(table, fresh)
+                    await self._send()
+                    last_msg = fresh[-1]
+                if (
+                    applied > covered
+                    and time.monotonic() - checkpointed_at >= self.settings.checkpoint_interval_s
+                ):
+                    revision = await self._checkpoint(p, table, applied, revision, last_msg)
+                    covered, checkpointed_at = applied, time.monotonic()
+            if applied > covered:  # stopping or released: make it durable before letting go
+                await self._checkpoint(p, table, applied, revision, last_msg)
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone
+                pass
+        if part.stopping:
+            await self._release(part)
+            log.info("partition %d released at stream sequence %d", p, applied)
+
+    async def _checkpoint(self, p: int, table: StateTable, seq: int, revision: int, last_msg: Any) -> int:
+        # Predictions first: once the state is durable their readings are never replayed.
+        await self.nc.flush()
+        revision = await self.checkpoints.save(p, table, seq, revision)
+        self.counters["checkpoints"] += 1
+        if last_msg is not None:
+            await last_msg.ack()  # AckAll: every reading up to `seq` is done with
+        return revision
+
+    # -- stepping -----------------------------------------------------------------------------------------
+
+    def _step_batch(self, table: StateTable, msgs: list[Any]) -> None:
+        """Parse and step one fetched batch in waves (each device's k-th reading in wave k), publishing a
+        prediction per reading. A bad reading is answered on the error subject and counts as done."""
+        waves: list[list[tuple[int, str, Reading, int, int]]] = []
+        seen: dict[int, int] = {}
+        now = 0.0
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            # The stream's timestamp, not the wall clock: a replay must see the same times.
+            now = m.metadata.timestamp.timestamp() if m.metadata.timestamp else now
+            device = self.layout.device_of(m.subject)
+            try:
+                refused = self._refuse_device(device)
+                if refused:
+                    self._error(REJECTED_DEVICE, m.subject[:200], seq, "bad device id", refused)
+                    continue
+                readings = parse(m.data, self.engine.n_features, self.settings.max_payload_bytes)
+            except PayloadError as err:
+                self._error(device, m.subject, seq, err.reason, err.detail)
+                continue
+            except Exception as err:  # noqa: BLE001 - no message may stop the partition
+                log.exception("unexpected failure on a reading of %r", device[:200])
+                self._error(device, m.subject[:200], seq, "internal error", type(err).__name__)
+                continue
+            for i, reading in enumerate(readings):
+                slot = table.slot(device, now)
+                if slot == FULL:
+                    self._error(
+                        device, m.subject, seq, "device limit reached", f"max_devices={table.max_devices}"
+                    )
+                    continue
+                k = seen.get(slot, 0)
+                seen[slot] = k + 1
+                if k == len(waves):
+                    waves.append([])
+                waves[k].append((slot, device, reading, seq, i if len(readings) > 1 else -1))
+        for wave in waves:
+            self._step_wave(table, wave, now)
+
+    def _step_wave(
+        self, table: StateTable, wave: list[tuple[int, str, Reading, int, int]], now: float
+    ) -> None:
+        slots = np.fromiter((w[0] for w in wave), dtype=np.int64, count=len(wave))
+        x = np.array([w[2].values for w in wave], dtype=np.float32)
+        steps = table.steps[slots]
+        outputs, new_state = self.engine.advance(x, table.state[slots], steps)
+        finite = np.isfinite(new_state).all(axis=1) & np.isfinite(outputs).all(axis=1)
+        for i in np.flatnonzero(~finite).tolist():
+            _, device, _, seq, _ = wave[i]
+            self._error(device, "", seq, "non-finite result", "the reading drives the model out of range")
+        keep = np.flatnonzero(finite)
+        if len(keep) == 0:
+            return
+        table.commit(slots[keep], new_state[keep], now)
+        names = self.served.class_names
+        rows = np.round(outputs[keep].astype(np.float64), 8).tolist()
+        labels = np.argmax(outputs[keep], axis=1).tolist() if names else None
+        step_list = steps[keep].tolist()
+        for j, i in enumerate(keep.tolist()):
+            _, device, reading, seq, part = wave[i]
+            msg: dict[str, Any] = {"seq": seq, "step": step_list[j], "outputs": rows[j]}
+            if part >= 0:
+                msg["reading"] = part  # the i-th reading of a SenML pack: the key is (seq, reading)
+            if names is not None:
+                msg["label"] = names[labels[j]]
+            if reading.t is not None:
+                msg["t"] = reading.t
+            subject = self.settings.output_subject.format(device=device, model=self.model_token)
+            self._publish(subject, json.dumps(msg, allow_nan=False).encode())
+        self.counters["readings"] += len(keep)
+
+    def _publish(self, subject: str, payload: bytes) -> None:
+        # Stepping is plain code; the answers wait here and `_send` hands them to the client after each batch.
+        self._outbox.append((subject, payload))
+
+    async def _send(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        publish = self.nc.publish
+        for subject, payload in outbox:
+            await publish(subject, payload)
+
+    def _refuse_device(self, device: str) -> str | None:
+        limit = self.settings.max_device_id_bytes
+        if len(device.encode()) > limit:
+            return f"device id too long: {len(device.encode())} bytes > {limit}"
+        if not device or device.startswith("_"):
+            return f"reserved device id {device[:40]!r}: ids may not be empty or start with '_'"
+        return None
+
+    def _error(self, device: str, subject: str, seq: int, reason: str, detail: str) -> None:
+        """Answer a refused reading on the error subject and log it; the reading counts as done (acknowledged
+        with the next checkpoint), so a poison message never blocks its partition."""
+        self.counters["errors"] += 1
+        payload = json.dumps({"reason": reason, "detail": detail[:200], "subject": subject, "seq": seq})
+        self._publish(self.settings.error_subject.format(device=token_safe(device)), payload.encode())
+        log.warning("refused reading %d from device %r: %s: %s", seq, device[:200], reason, detail[:200])
+
+    # -- run ----------------------------------------------------------------------------------------------
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until stop(): rebalance every third of the lease TTL; on stop checkpoint and release all."""
+        await self.connect()
+        log.info(
+            "worker %s joined group %s (%d partitions, stream %s)",
+            self.settings.worker_id,
+            self.layout.group,
+            self.layout.partitions,
+            self.layout.stream,
+        )
+        if ready is not None:
+            ready.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._rebalance()
+                except Exception as err:  # noqa: BLE001 - the server may be restarting; try next turn
+                    log.warning("rebalance failed: %s: %s", type(err).__name__, err)
+                for p, part in list(self.owned.items()):
+                    if part.task is not None and part.task.done() and not part.stopping:
+                        self.owned.pop(p, None)  # ended by itself; its lease will be claimed again
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.settings.lease_ttl_s / 3)
+                except TimeoutError:
+                    pass
+            for part in list(self.owned.values()):
+                part.stopping = True
+            tasks = [part.task for part in self.owned.values() if part.task is not None]
+            await asyncio.wait(tasks, timeout=10) if tasks else None
+            try:
+                await self.leases.delete(f"member.{self.settings.worker_id}")
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            await self.nc.drain()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def load_served(spec: str) -> Any:
+    from streaming.models import serve_model
+
+    return serve_model(spec, mode="step", isolate=True)
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    """Run one worker in this process until SIGTERM or SIGINT."""
+    served = load_served(settings.model)
+    worker = Worker(settings, served)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
+
+
+def run_workers(n: int, argv: list[str]) -> int:
+    """Start `n` worker processes with the same arguments and wait; SIGTERM/SIGINT are passed on."""
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "streaming", "worker", *argv, "--workers", "1"])
+        for _ in range(n)
+    ]
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes, default=0)
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+
+
+def default_group(model: str | None) -> str:
+    """The group of a model's workers: its name (a file's base name), in the characters a bucket allows."""
+    base = os.path.splitext(os.path.basename(model or "model"))[0]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", base)[:64] or "model"
+
+
+def _fail(message: str) -> int:
+    print(f"rnnzoo worker: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streaming.logs import configure
+
+    configure(args.log_level, "text")
+    try:
+        layout = Layout(args.partitions, args.subject, args.stream, args.group or default_group(args.model))
+    except LayoutError as err:
+        return _fail(str(err))
+    if args.print_mapping:
+        print(mapping_config(layout))
+        return 0
+    if not args.nats.startswith(("nats://", "tls://")):
+        return _fail(f"--nats must be nats://HOST:PORT, got {args.nats!r}")
+    if not args.model:
+        return _fail("give --model NAME (a zoo model or a .keras file)")
+    if args.workers > 1:
+        argv = sys.argv[1:]
+        if "worker" in argv:
+            argv = argv[argv.index("worker") + 1 :]
+        argv = _without_workers(argv)
+        return run_workers(args.workers, argv)
+    from streaming.models import ModelError
+    from zoo.step import NotStepable
+
+    settings = WorkerSettings(
+        nats_url=args.nats,
+        model=args.model,
+        layout=layout,
+        worker_id=token_safe(args.worker_id) if args.worker_id else "",
+        lease_ttl_s=args.lease_ttl,
+        checkpoint_interval_s=args.checkpoint_interval,
+        max_batch=args.max_batch,
+        max_devices=args.max_devices,
+        max_age_s=args.max_age,
+    )
+    try:
+        run_worker(settings)
+    except (ModelError, NotStepable, LayoutError, SnapshotError, ValueError, OSError) as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers="):
+            continue
+        out.append(a)
+    return out
+
+
+def _positive(kind: type) -> Any:
+    def parse_value(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse_value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `worker` to the rnnzoo command line."""
+    p = subparsers.add_parser(
+        "worker",
+        help="serve a model on NATS JetStream, partitioned across workers, exactly-once state",
+        description="Join a worker group on NATS JetStream: own partitions of the devices, step their readings, "
+        "checkpoint state with the stream sequence (see docs/streaming.md, 'Scale out').",
+    )
+    p.add_argument("--nats", default="nats://127.0.0.1:4222", help="nats://HOST:PORT")
+    p.add_argument("--model", help="zoo model name or .keras file (step mode)")
+    p.add_argument("--partitions", type=_positive(int), default=8, help="P, fixed for the stream's life (8)")
+    p.add_argument("--subject", default="sensors.*.imu", help="readings subject; its '*' is the device id")
+    p.add_argument("--stream", default="RNNZOO_READINGS", help="JetStream stream of the readings")
+    p.add_argument("--group", help="worker group (consumers and buckets); default: the model name")
+    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes to start here")
+    p.add_argument("--worker-id", help="this worker's id (default host-pid)")
+    p.add_argument(
+        "--lease-ttl", type=_positive(float), default=6.0, help="seconds a dead worker's partitions wait"
+    )
+    p.add_argument(
+        "--checkpoint-interval", type=_positive(float), default=1.0, help="seconds between checkpoints"
+    )
+    p.add_argument("--max-batch", type=_positive(int), default=512, help="readings fetched at once")
+    p.add_argument("--max-devices", type=_positive(int), default=100_000, help="device states per partition")
+    p.add_argument(
+        "--max-age", type=_positive(float), help="seconds the stream keeps readings (new stream only)"
+    )
+    p.add_argument(
+        "--print-mapping", action="store_true", help="print the nats-server mappings block and exit"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_worker)

@@ -1,0 +1,316 @@
+"""The JetStream mode (`rnnzoo worker`): partitioned workers against a real nats-server started here, killed
+with SIGKILL and restarted, and every device's predictions still equal the offline model over its readings once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import offline, tiny_model
+
+from streaming.jetstream import Layout, LayoutError, LocalNatsServer, find_nats_server, mapping_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 4
+LEASE_TTL = 1.5
+N_FEATURES = 3
+
+try:
+    find_nats_server()
+except FileNotFoundError:
+    pytest.skip("no nats-server binary", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> tuple[str, dict[str, str], object]:
+    """(.keras path, environment whose step cache already holds its export, keras model): workers start in
+    well under a second instead of importing TensorFlow each."""
+    from streaming.models import export_cache_key
+    from zoo.cards import sha256
+    from zoo.step import StepModel
+
+    folder = tmp_path_factory.mktemp("tiny")
+    model = tiny_model(N_FEATURES)
+    path = str(folder / "tiny.keras")
+    model.save(path)
+    cache = folder / "cache"
+    step_dir = cache / "step"
+    step_dir.mkdir(parents=True)
+    key = export_cache_key(path, "step", "float64")
+    StepModel.from_keras(model).save(step_dir / f"{key}.npz")
+    meta = {"name": "tiny", "card": None, "mode": "step", "class_names": None, "note": ""}
+    meta["npz_sha256"] = sha256(step_dir / f"{key}.npz")
+    (step_dir / f"{key}.json").write_text(json.dumps(meta))
+    env = dict(os.environ, RNNZOO_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    return path, env, model
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    server = LocalNatsServer(str(tmp_path / "nats"), Layout(PARTITIONS, group="tiny"))
+    server.start()
+    yield server
+    server.stop()
+
+
+class Workers:
+    """`rnnzoo worker` processes of one group, started, killed and stopped by the test."""
+
+    def __init__(self, url: str, model: str, env: dict[str, str], log_dir: Path):
+        self.url, self.model, self.env, self.log_dir = url, model, env, log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "streaming", "worker", "--nats", self.url, "--model", self.model]
+            + ["--partitions", str(PARTITIONS), "--group", "tiny", "--worker-id", name]
+            + ["--lease-ttl", str(LEASE_TTL), "--checkpoint-interval", "0.2", "--log-level", "debug"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in self.log_dir.glob("*.log"))
+
+
+@pytest.fixture
+def workers(nats_server, tiny_file, tmp_path):
+    group = Workers(nats_server.url, tiny_file[0], tiny_file[1], tmp_path)
+    yield group
+    group.stop_all()
+
+
+class Fleet:
+    """Publishes interleaved readings for `devices` devices and collects every prediction and error."""
+
+    def __init__(self, url: str, devices: int, per_device: int, seed: int = 1):
+        rng = np.random.default_rng(seed)
+        self.url = url
+        self.devices = [f"dev{i}" for i in range(devices)]
+        self.data = {d: rng.normal(size=(per_device, N_FEATURES)).astype(np.float32) for d in self.devices}
+        self.order = [(d, t) for t in range(per_device) for d in self.devices]
+        self.sent = 0
+        self.predictions: dict[str, list[dict]] = defaultdict(list)
+        self.errors: list[dict] = []
+
+    async def connect(self) -> None:
+        import nats
+
+        self.nc = await nats.connect(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        await self.nc.subscribe("predictions.>", cb=self._on_prediction)
+        await self.nc.subscribe("errors.>", cb=self._on_error)
+        await self.nc.flush()
+
+    async def _on_prediction(self, msg) -> None:
+        self.predictions[msg.subject.split(".")[1]].append(json.loads(msg.data))
+
+    async def _on_error(self, msg) -> None:
+        self.errors.append({"subject": msg.subject, **json.loads(msg.data)})
+
+    async def wait_stream(self, timeout: float = 20.0) -> None:
+        """Until a worker has created the readings stream (readings published before it would be lost)."""
+        js = self.nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await js.stream_info("RNNZOO_READINGS")
+                return
+            except Exception:  # noqa: BLE001 - not there yet
+                assert time.monotonic() < deadline, "no worker created the stream"
+                await asyncio.sleep(0.05)
+
+    async def publish(self, n: int, pause: float = 0.0) -> None:
+        """Publish the next `n` readings (JetStream publish: each one stored before the next)."""
+        js = self.nc.jetstream()
+        for device, t in self.order[self.sent : self.sent + n]:
+            await js.publish(f"sensors.{device}.imu", json.dumps(self.data[device][t].tolist()).encode())
+            self.sent += 1
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def owners(self) -> dict[str, int]:
+        """worker id → partitions whose lease it holds now."""
+        from nats.js.errors import NoKeysError
+
+        kv = await self.nc.jetstream().key_value("tiny-leases")
+        try:
+            keys = [k for k in await kv.keys() if k.startswith("partition.")]
+        except NoKeysError:
+            return {}
+        owners: dict[str, int] = defaultdict(int)
+        for key in keys:
+            try:
+                owners[(await kv.get(key)).value.decode()] += 1
+            except Exception:  # noqa: BLE001 - expired between keys() and get()
+                pass
+        return dict(owners)
+
+    async def wait_owners(self, expected: dict[str, int], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (got := await self.owners()) != expected:
+            assert time.monotonic() < deadline, f"owners {got}, expected {expected}"
+            await asyncio.sleep(0.1)
+
+    def distinct(self) -> int:
+        return sum(len({p["seq"] for p in preds}) for preds in self.predictions.values())
+
+    async def wait_all(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.distinct() < self.sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def check(self, model) -> dict[str, int]:
+        """Every device: one prediction per reading (duplicates identical), steps 0..n-1 in stream order,
+        outputs equal to the Keras model run offline over exactly that device's readings."""
+        n = len(self.order) // len(self.devices)
+        sequences = np.stack([self.data[d] for d in self.devices])
+        expected = offline(model, sequences)
+        duplicates = 0
+        for i, device in enumerate(self.devices):
+            by_seq: dict[int, dict] = {}
+            for p in self.predictions[device]:
+                if p["seq"] in by_seq:
+                    assert by_seq[p["seq"]] == p, f"{device}: a replayed prediction differs: {p}"
+                    duplicates += 1
+                by_seq[p["seq"]] = p
+            ordered = [by_seq[s] for s in sorted(by_seq)]
+            assert [p["step"] for p in ordered] == list(range(n)), (
+                f"{device}: steps {[p['step'] for p in ordered]}"
+            )
+            got = np.array([p["outputs"] for p in ordered])
+            np.testing.assert_allclose(got, expected[i], atol=1e-5, err_msg=device)
+        return {"duplicates": duplicates}
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+
+async def _checkpointed_steps(url: str) -> dict[str, int]:
+    """device → steps in the partitions' checkpoints (what a new owner would resume from)."""
+    import nats
+
+    from streaming.checkpoint import FORMAT
+
+    nc = await nats.connect(url)
+    kv = await nc.jetstream().key_value("tiny-checkpoints")
+    steps: dict[str, int] = {}
+    import io
+
+    for p in range(PARTITIONS):
+        try:
+            entry = await kv.get(f"p{p}")
+        except Exception:  # noqa: BLE001 - a partition with no device
+            continue
+        with np.load(io.BytesIO(entry.value)) as npz:
+            assert str(npz["format"]) == FORMAT
+            steps.update(zip(npz["devices"].tolist(), npz["steps"].tolist(), strict=True))
+    await nc.close()
+    return steps
+
+
+def test_layout_refuses_bad_subjects_and_prints_the_mapping() -> None:
+    with pytest.raises(LayoutError):
+        Layout(4, "sensors.>")
+    with pytest.raises(LayoutError):
+        Layout(4, "sensors.*.*")
+    layout = Layout(4)
+    assert layout.device_of("part.2.sensors.abc.imu") == "abc"
+    assert "partition(4,1)" in mapping_config(layout)
+
+
+def test_bad_worker_arguments_are_one_line_errors() -> None:
+    for argv in (["--nats", "http://x", "--model", "m"], ["--subject", "a.b", "--model", "m"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "streaming", "worker", *argv], capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("rnnzoo worker: error:"), done.stderr
+
+
+def test_kill_9_a_worker_mid_stream_state_is_exactly_once(nats_server, workers, tiny_file) -> None:
+    """Two workers; one is SIGKILLed mid-stream and the other takes its partitions over after the lease
+    expires; a hostile payload is answered and never blocks its partition. Then the killed one comes back
+    and takes its share again (2 → 1 → 2)."""
+    model = tiny_file[2]
+
+    async def scenario() -> dict:
+        fleet = Fleet(nats_server.url, devices=8, per_device=30)
+        await fleet.connect()
+        workers.start("a")
+        workers.start("b")
+        await fleet.wait_stream()
+        await fleet.wait_owners({"a": 2, "b": 2})
+        await fleet.publish(40, pause=0.002)
+        await fleet.nc.publish("sensors.dev0x.imu", b"{not json")  # poison: answered, acknowledged
+        await fleet.nc.publish("sensors._x.imu", b"[1,2,3]")  # reserved id
+        await fleet.publish(40, pause=0.002)
+        workers.kill("a")  # mid-stream: its last readings may be stepped but not yet checkpointed
+        await fleet.publish(40, pause=0.002)
+        await fleet.wait_owners({"b": 4}, timeout=LEASE_TTL + 5)  # its leases expired: b took them over
+        await fleet.publish(40, pause=0.002)
+        workers.start("a")  # rejoins: b releases two partitions (checkpointed) and a claims them
+        await fleet.wait_owners({"a": 2, "b": 2}, timeout=LEASE_TTL + 5)
+        await fleet.publish(80, pause=0.002)
+        await fleet.wait_all(30)
+        assert fleet.distinct() == 240, (fleet.distinct(), workers.logs())
+        result = fleet.check(model)
+        result["errors"] = sorted(e["reason"] for e in fleet.errors)
+        await fleet.close()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result["errors"] == ["bad device id", "not JSON"], result
+    workers.stop_all()  # SIGTERM: checkpoint and release
+    steps = asyncio.run(_checkpointed_steps(nats_server.url))
+    assert steps == {f"dev{i}": 30 for i in range(8)}, steps
+
+
+def test_nats_server_killed_and_restarted(nats_server, workers, tiny_file) -> None:
+    """SIGKILL the server itself mid-stream: the workers reconnect, resume from their checkpoints, and every
+    reading stored before the kill or published after the restart is applied once."""
+    model = tiny_file[2]
+
+    async def scenario() -> None:
+        fleet = Fleet(nats_server.url, devices=6, per_device=20)
+        await fleet.connect()
+        workers.start("a")
+        await fleet.wait_stream()
+        await fleet.publish(60)
+        await fleet.wait_all(20)
+        nats_server.kill()
+        await asyncio.sleep(0.5)
+        nats_server.start()
+        await fleet.publish(60)
+        await fleet.wait_all(30)
+        assert fleet.distinct() == 120, (fleet.distinct(), workers.logs())
+        fleet.check(model)
+        await fleet.close()
+
+    asyncio.run(scenario())
