@@ -245,6 +245,112 @@ def _quantized(
     return out
 
 
+SEQUENCE_SKIP = {
+    "translate-en-fr-gru": "an encoder-decoder: its encoder and decoder step are not exported yet"
+}
+
+
+def export_sequence_model(name: str, formats: list[str], workdir: Path, calls: int) -> dict:
+    """Whole-sequence graphs of a non-causal model: parity with Keras on the whole test split (one call per
+    64 sequences), latency of one call on 1 and 64 test sequences."""
+    from zoo.export.sequence import LITERT_ROUTE, ONNX_OPSET, SequenceRuntime, export_sequence
+
+    model = zoo.load(name)
+    start = time.perf_counter()
+    x = np.asarray(zoo.test_data(name)[0])
+    reference = np.asarray(model.predict(x, verbose=0, batch_size=256), np.float32)
+    rows, block = [], {}
+    inputs = [
+        cards.StateTensor("x", [-1 if d is None else int(d) for d in model.inputs[0].shape[1:]], x.dtype.name)
+    ]
+    outputs = [
+        cards.StateTensor("y", [-1 if d is None else int(d) for d in model.outputs[0].shape[1:]], "float32")
+    ]
+    for fmt in formats:
+        path = export_sequence(name, fmt, workdir / name)
+        runtime = SequenceRuntime(path, fmt)
+        diff = float(np.abs(runtime.predict(x) - reference).max())
+        b1, b64 = (_sequence_latency(runtime, x[:b], calls) for b in (1, 64))
+        ops = _sequence_ops(path, fmt)
+        builtin = (
+            not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE") for op in ops)
+            if fmt == "litert"
+            else None
+        )
+        rows.append(dict(model=name, format=f"{fmt} sequence", compute="float32", size=size_bytes(path),
+                         builtin_only=builtin, parity=diff, b1=b1, b64=b64))  # fmt: skip
+        import tensorflow as tf
+
+        version = {
+            "savedmodel": f"SavedModel by keras.Model.export (signature 'serve'); Keras {keras_version()}, "
+            f"TensorFlow {tf.__version__}",
+            "litert": f"LiteRT flatbuffer (TFLite schema 3), TFLITE_BUILTINS only; {LITERT_ROUTE} "
+            f"(T = {x.shape[1]}); TensorFlow {tf.__version__}",
+            "onnx": f"ONNX opset {ONNX_OPSET} by tf2onnx {_tf2onnx_version()} from the SavedModel",
+        }[fmt]
+        shape_in = [x.shape[1], *inputs[0].shape[1:]] if fmt == "litert" else inputs[0].shape
+        block[f"{fmt}-sequence"] = cards.Export(
+            format=fmt,  # type: ignore[arg-type]
+            file=path.name,
+            sha256=digest(path),
+            reproducible=False,
+            file_size_bytes=size_bytes(path),
+            format_version=version,
+            compute_dtype="float32",
+            ops=ops,
+            inputs=[cards.StateTensor("x", shape_in, x.dtype.name)],
+            outputs=outputs,
+            initial_state="none: the graph runs whole sequences, its recurrences start at zeros inside",
+            step=f"one call: whole sequences [B, T, ...] ({'T fixed' if fmt == 'litert' else 'any T'})",
+            max_abs_diff_vs_keras=diff,
+            parity_steps=int(np.prod(x.shape[:2])),
+            parity_data=f"test split, whole sequences: {x.shape[0]} sequences x {x.shape[1]} steps",
+            latency_us_batch1=round(b1, 1),
+            latency_us_batch64=round(b64, 1),
+            latency_note=f"median of {calls} calls on 1 / 64 whole test sequences, 1 thread, {_runtime_version(fmt)}, "
+            f"{_machine()}",
+            builtin_only=builtin,
+            graph="sequence",
+        )
+    print(f"{name}: whole sequences, {time.perf_counter() - start:.0f} s", flush=True)
+    return {"rows": rows, "exports": block}
+
+
+def keras_version() -> str:
+    import keras
+
+    return keras.__version__
+
+
+def _tf2onnx_version() -> str:
+    from importlib.metadata import version
+
+    return version("tf2onnx")
+
+
+def _sequence_latency(runtime: object, x: np.ndarray, calls: int) -> float:
+    for _ in range(3):
+        runtime(x)  # type: ignore[operator]
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        runtime(x)  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e6)
+
+
+def _sequence_ops(path: Path, fmt: str) -> list[str]:
+    if fmt != "savedmodel":
+        return _ops(path, fmt)
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    skip = {"Placeholder", "Identity", "NoOp", "StatefulPartitionedCall", "PartitionedCall", "Const"}
+    return sorted({n.op for n in nodes} - skip)
+
+
 def print_table(rows: list[dict]) -> None:
     head = ("model", "format", "compute", "size", "builtin-only", "max |diff| vs Keras", "b1 µs", "b64 µs")
     lines = [head]
@@ -283,12 +389,29 @@ def main() -> None:
         choices=QUANTIZATIONS,
         help="quantised LiteRT step graphs to make beside the float one (default: dynamic int8; none: --quantize)",
     )
+    ap.add_argument(
+        "--sequence",
+        action="store_true",
+        help="whole-sequence graphs of the non-causal models (default names: all of them but translation)",
+    )
     args = ap.parse_args()
-    names = args.names or [n for n in zoo.list_models() if zoo.card(n).state_spec.steppable]
+    if args.sequence:
+        names = args.names or [
+            n for n in zoo.list_models() if not zoo.card(n).state_spec.steppable and n not in SEQUENCE_SKIP
+        ]
+        if args.json == RESULTS:
+            args.json = RESULTS.with_name("export_sequence.json")
+    else:
+        names = args.names or [n for n in zoo.list_models() if zoo.card(n).state_spec.steppable]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            result = export_model(name, args.formats, Path(tmp), args.calls, args.min_steps, args.quantize)
+            if args.sequence:
+                result = export_sequence_model(name, args.formats, Path(tmp), args.calls)
+            else:
+                result = export_model(
+                    name, args.formats, Path(tmp), args.calls, args.min_steps, args.quantize
+                )
             rows += result["rows"]
             if not args.no_write:
                 folder = cards.model_dir(name)

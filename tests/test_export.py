@@ -252,3 +252,48 @@ def test_calibration_uses_the_training_split_only() -> None:
     assert np.array_equal(train[0], x_train[0]) and np.array_equal(train[-1], x_train[-1])
     pool = np.concatenate([train[:, :, 0], np.zeros((1, train.shape[1]), np.float32)], axis=None)
     assert all(np.isin(r["x"][0, 0], pool) for r in rows)  # every calibration reading is a training reading
+
+
+@pytest.fixture(scope="module")
+def tiny_bidirectional() -> keras.Model:
+    """A small bidirectional GRU classifier (random weights): T = 12 steps of 3 features -> 4 classes."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((None, 3))
+    h = keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True))(inputs)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(6))(h)
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(h))
+
+
+@pytest.mark.parametrize("fmt", ["litert", "savedmodel", pytest.param("onnx", marks=pytest.mark.slow)])
+def test_sequence_graph_of_a_bidirectional_model_equals_keras(
+    tmp_path: Path, tiny_bidirectional, fmt
+) -> None:
+    from zoo.export.sequence import SequenceRuntime, write_sequence
+
+    x = np.random.default_rng(4).normal(size=(9, 12, 3)).astype("float32")
+    path = write_sequence(tiny_bidirectional, fmt, tmp_path, length=12)
+    got = SequenceRuntime(path, fmt).predict(x)
+    assert np.max(np.abs(got - np.asarray(tiny_bidirectional.predict(x, verbose=0)))) <= EXACT
+    if fmt == "litert":  # unrolled over T: builtin ops only, no WHILE loop, no Flex
+        ops = litert_ops(path.read_bytes())
+        assert not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE", "WHILE") for op in ops), ops
+        assert {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(ops)
+
+
+def test_cli_exports_a_whole_sequence_graph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        main(
+            [
+                "export",
+                "japanese-vowels-bigru",
+                "--format",
+                "savedmodel",
+                "--sequence",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "sequence_savedmodel" / "saved_model.pb").is_file()
+    assert "whole sequences" in capsys.readouterr().out

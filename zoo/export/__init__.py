@@ -10,6 +10,11 @@ card's ``state_spec`` names them. Formats:
 - ``litert``: a LiteRT (TFLite) flatbuffer with builtin ops only (no Flex/``SELECT_TF_OPS``); float32 inside
   (LiteRT builtins have no float64).
 
+Variants: ``zoo.export(name, "litert", quantize="dynamic"|"int8")`` writes a quantised LiteRT step graph
+(`zoo.export.quantize`: int8 calibration on training-split steps, test metrics from the graph's outputs);
+``zoo.export(name, fmt, sequence=True)`` the whole-sequence graph of any model, the only graph of a
+bidirectional one (`zoo.export.sequence`).
+
 Every format is emitted from the same walk over `zoo.step.StepModel`'s parsed ops (`zoo.export.graph`), so the
 layer semantics live in one place. Why float64 inside: `StepModel` computes in float64 and rounds as Keras holds
 its tensors, which keeps every shipped model ≤ 1e-5 from Keras; a float32 graph drifts further on some models
