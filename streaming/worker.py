@@ -56,6 +56,24 @@ log = logging.getLogger("streaming.worker")
 REJECTED_DEVICE = "_rejected"
 
 
+def _ack_tokens(msg: Any) -> list[str]:
+    """The tokens of a JetStream message's ack subject that follow the consumer name: delivered, stream
+    sequence, consumer sequence, timestamp (ns), pending. `$JS.ACK.<stream>.<consumer>.…` (9 tokens) or, from
+    servers with domains, `$JS.ACK.<domain>.<account>.<stream>.<consumer>.…` (12 or more)."""
+    tokens = msg.reply.split(".")
+    return tokens[4:] if len(tokens) == 9 else tokens[6:]
+
+
+def stream_sequence(msg: Any) -> int:
+    """A JetStream message's stream sequence, read from its ack subject (cheaper than nats-py's metadata)."""
+    return int(_ack_tokens(msg)[1])
+
+
+def stream_time(msg: Any) -> float:
+    """The time the stream stored the message, in seconds since the epoch."""
+    return int(_ack_tokens(msg)[3]) / 1e9
+
+
 @dataclass
 class WorkerSettings:
     """Everything one worker needs; the command line fills it."""
@@ -89,6 +107,7 @@ class Partition:
     task: asyncio.Task | None = None
     table: StateTable | None = None
     stopping: bool = False  # release asked: checkpoint, then end
+    lost: bool = False  # lease lost: end at once, without a checkpoint
 
 
 class Worker:
@@ -113,6 +132,7 @@ class Worker:
         self.counters: dict[str, int] = {"readings": 0, "skipped": 0, "errors": 0, "checkpoints": 0}
         self._stop = asyncio.Event()
         self._outbox: list[tuple[str, bytes]] = []
+        self._member_count = 1
         self.nc: Any = None
 
     # -- setup --------------------------------------------------------------------------------------------
@@ -156,23 +176,47 @@ class Worker:
         members = {k for k in keys if k.startswith("member.")}
         return len(members | {f"member.{self.settings.worker_id}"})
 
+    async def _renew(self) -> None:
+        """Renew every owned lease, concurrently; a refused renewal means another worker owns it now. Runs on
+        its own timer (every quarter of the TTL), so a slow membership count never makes a lease late."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        wid = self.settings.worker_id.encode()
+        parts = [part for part in self.owned.values() if not part.stopping and not part.lost]
+
+        async def one(part: Partition) -> None:
+            try:
+                part.lease_revision = await self.leases.update(
+                    f"partition.{part.index}", wid, last=part.lease_revision
+                )
+            except KeyWrongLastSequenceError:
+                log.warning("lost the lease of partition %d; dropping it without a checkpoint", part.index)
+                self._drop(part.index)
+
+        await asyncio.gather(*(one(part) for part in parts))
+
+    async def _renew_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._renew()
+            except Exception as err:  # noqa: BLE001 - the server may be restarting; try next turn
+                log.warning("lease renewal failed: %s: %s", type(err).__name__, err)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.settings.lease_ttl_s / 4)
+            except TimeoutError:
+                pass
+
     async def _rebalance(self) -> None:
-        """One turn: heartbeat, renew leases, release extras, claim free partitions up to the fair share."""
+        """One turn: heartbeat, release extras, claim free partitions up to the fair share."""
         from nats.js.errors import KeyWrongLastSequenceError
 
         wid = self.settings.worker_id.encode()
         await self.leases.put(f"member.{self.settings.worker_id}", wid)
-        for p, part in list(self.owned.items()):
-            if part.stopping:
-                continue
-            try:
-                part.lease_revision = await self.leases.update(
-                    f"partition.{p}", wid, last=part.lease_revision
-                )
-            except KeyWrongLastSequenceError:
-                log.warning("lost the lease of partition %d; dropping it without a checkpoint", p)
-                await self._drop(p)
-        share = math.ceil(self.layout.partitions / await self._members())
+        try:
+            self._member_count = await asyncio.wait_for(self._members(), self.settings.lease_ttl_s / 3)
+        except TimeoutError:
+            log.warning("counting the group's members timed out; keeping %d", self._member_count)
+        share = math.ceil(self.layout.partitions / self._member_count)
         active = [p for p, part in self.owned.items() if not part.stopping]
         for p in sorted(active)[share:]:
             log.info("releasing partition %d (fair share is %d)", p, share)
@@ -196,14 +240,13 @@ class Worker:
             part.task = asyncio.create_task(self._serve_partition(part))
             log.info("claimed partition %d", p)
 
-    async def _drop(self, p: int) -> None:
+    def _drop(self, p: int) -> None:
+        """Forget a partition whose lease is gone: its task ends at its next turn without a checkpoint (a flag,
+        not a cancel: the client swallows cancellation inside a fetch). Were it to checkpoint anyway, the
+        compare-and-set would refuse it once the new owner has written."""
         part = self.owned.pop(p, None)
-        if part is not None and part.task is not None and part.task is not asyncio.current_task():
-            part.task.cancel()
-            try:
-                await part.task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it is being thrown away
-                pass
+        if part is not None:
+            part.lost = True
 
     async def _release(self, part: Partition) -> None:
         try:
@@ -216,7 +259,7 @@ class Worker:
 
     async def _serve_partition(self, part: Partition) -> None:
         """Own `part` until asked to release it (or cancelled): restart from its checkpoint after a fence."""
-        while part.index in self.owned:
+        while not part.lost:
             try:
                 await self._consume(part)
                 return
@@ -267,14 +310,14 @@ class Worker:
         last_msg = None
         checkpointed_at = time.monotonic()
         try:
-            while not self._stop.is_set() and not part.stopping:
+            while not self._stop.is_set() and not part.stopping and not part.lost:
                 try:
                     msgs = await sub.fetch(self.settings.max_batch, timeout=0.2)
                 except (TimeoutError, NatsTimeout):
                     msgs = []
                 fresh = []
                 for m in msgs:
-                    seq = m.metadata.sequence.stream
+                    seq = stream_sequence(m)
                     if seq <= applied:
                         self.counters["skipped"] += 1
                         continue
@@ -290,7 +333,7 @@ class Worker:
                 ):
                     revision = await self._checkpoint(p, table, applied, revision, last_msg)
                     covered, checkpointed_at = applied, time.monotonic()
-            if applied > covered:  # stopping or released: make it durable before letting go
+            if applied > covered and not part.lost:  # stopping or released: durable before letting go
                 await self._checkpoint(p, table, applied, revision, last_msg)
         finally:
             try:
@@ -319,9 +362,9 @@ class Worker:
         seen: dict[int, int] = {}
         now = 0.0
         for m in msgs:
-            seq = m.metadata.sequence.stream
+            seq = stream_sequence(m)
             # The stream's timestamp, not the wall clock: a replay must see the same times.
-            now = m.metadata.timestamp.timestamp() if m.metadata.timestamp else now
+            now = stream_time(m)
             device = self.layout.device_of(m.subject)
             try:
                 refused = self._refuse_device(device)
@@ -423,6 +466,7 @@ class Worker:
         )
         if ready is not None:
             ready.set()
+        renewer = asyncio.create_task(self._renew_forever())
         try:
             while not self._stop.is_set():
                 try:
@@ -440,6 +484,7 @@ class Worker:
                 part.stopping = True
             tasks = [part.task for part in self.owned.values() if part.task is not None]
             await asyncio.wait(tasks, timeout=10) if tasks else None
+            await renewer
             try:
                 await self.leases.delete(f"member.{self.settings.worker_id}")
             except Exception:  # noqa: BLE001

@@ -314,3 +314,77 @@ def test_nats_server_killed_and_restarted(nats_server, workers, tiny_file) -> No
         await fleet.close()
 
     asyncio.run(scenario())
+
+
+def test_mqtt_devices_through_the_nats_mqtt_listener(nats_server, workers, tiny_file) -> None:
+    """Devices that speak MQTT publish `sensors/<device>/imu` to the server's MQTT listener and read
+    `predictions/<device>/tiny` back over MQTT; the worker sees subjects only."""
+    import paho.mqtt.client as mqtt
+
+    model = tiny_file[2]
+    workers.start("a")
+    got: list[tuple[str, dict]] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sink")
+    sub.on_message = lambda c, u, m: got.append((m.topic, json.loads(m.payload)))
+    sub.connect("127.0.0.1", nats_server.mqtt_port)
+    sub.subscribe("predictions/+/tiny", qos=1)
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev")
+    pub.connect("127.0.0.1", nats_server.mqtt_port)
+    pub.loop_start()
+    try:
+        asyncio.run(_wait_for_stream(nats_server.url))
+        data = np.random.default_rng(3).normal(size=(2, 5, N_FEATURES)).astype(np.float32)
+        for t in range(5):
+            for d in range(2):
+                pub.publish(f"sensors/m{d}/imu", json.dumps(data[d, t].tolist()), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 20
+        while len(got) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pub.loop_stop()
+        sub.loop_stop()
+    assert len(got) == 10, (got, workers.logs())
+    expected = offline(model, data)
+    for d in range(2):
+        rows = sorted((p for topic, p in got if topic == f"predictions/m{d}/tiny"), key=lambda p: p["seq"])
+        assert [p["step"] for p in rows] == list(range(5))
+        np.testing.assert_allclose([p["outputs"] for p in rows], expected[d], atol=1e-5)
+
+
+async def _wait_for_stream(url: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    fleet = Fleet(url, 1, 1)
+    fleet.nc = nc
+    await fleet.wait_stream()
+    await nc.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(10))
+def test_ten_sigkill_trials_in_a_row(trial, nats_server, workers, tiny_file) -> None:
+    """The done-when loop: `pytest -m slow -k ten_sigkill` runs 10 kill/take-over trials, each checking that no
+    reading's effect is lost or applied twice. The kill lands at a different moment each trial."""
+    model = tiny_file[2]
+
+    async def scenario() -> None:
+        fleet = Fleet(nats_server.url, devices=12, per_device=25, seed=trial)
+        await fleet.connect()
+        workers.start("a")
+        workers.start("b")
+        await fleet.wait_stream()
+        await fleet.wait_owners({"a": 2, "b": 2})
+        await fleet.publish(60 + 7 * trial, pause=0.001)
+        workers.kill("a" if trial % 2 else "b")
+        await fleet.publish(len(fleet.order) - fleet.sent, pause=0.001)
+        await fleet.wait_all(30)
+        assert fleet.distinct() == len(fleet.order), (fleet.distinct(), workers.logs())
+        fleet.check(model)
+        await fleet.close()
+
+    asyncio.run(scenario())
+    workers.stop_all()
+    steps = asyncio.run(_checkpointed_steps(nats_server.url))
+    assert steps == {f"dev{i}": 25 for i in range(12)}, steps

@@ -1,0 +1,377 @@
+"""JetStream mode benchmark: readings/s with 1 and 2 workers beside a bare JetStream relay, and recovery after SIGKILL.
+
+One nats-server (JetStream, the partition mapping), started here on free ports. Throughput rows drain a backlog:
+N readings from D devices are stored in the stream first, then the system under test (SUT) starts and the sink
+counts its predictions; readings/s = N / (last prediction - first prediction). SUTs, same run, same server:
+
+    relay       one process, no model: per partition fetch, json.loads, publish a prediction-sized message,
+                ack the batch (AckAll) — the ceiling of consume → publish → ack in Python
+    worker x1   `rnnzoo worker` (one process owning all partitions): parse, step, publish, checkpoint, ack
+    worker x2   `rnnzoo worker --workers 2`: two processes, P/2 partitions each
+
+CPU is the SUT processes' user+system seconds over the drain; RSS their peak resident set at the end.
+The MQTT mode's figure is `benchmarks/stream_bench.py --suts relay,service` run right after, on this machine.
+
+Recovery: two workers under an open-loop load of R readings/s; one is SIGKILLed; the time until every stalled
+device gets predictions again (its longest gap between new predictions), and how many predictions were
+published twice (replayed from the last checkpoint).
+
+    python benchmarks/jetstream_bench.py --json benchmarks/results/jetstream_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from streaming.jetstream import Layout, LocalNatsServer  # noqa: E402
+
+DEFAULT_MODEL = "activity-gru-causal"
+PARTITIONS = 8
+LEASE_TTL = 3.0
+
+
+class Sink:
+    """Counts predictions (distinct and duplicate) and remembers when each device's new ones arrived."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, int]] = set()
+        self.duplicates = 0
+        self.first = self.last = 0.0
+        self.arrivals: dict[str, list[float]] = defaultdict(list)
+
+    async def on_message(self, msg) -> None:
+        now = time.monotonic()
+        device = msg.subject.split(".")[1]
+        key = (device, json.loads(msg.data)["seq"])
+        if key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(key)
+        self.first = self.first or now
+        self.last = now
+        self.arrivals[device].append(now)
+
+
+async def reset_stream(nc, layout: Layout) -> None:
+    """A fresh stream and fresh buckets: every row starts from the same empty state."""
+    js = nc.jetstream()
+    for name in (layout.stream, f"KV_{layout.lease_bucket}", f"KV_{layout.checkpoint_bucket}"):
+        try:
+            await js.delete_stream(name)
+        except Exception:  # noqa: BLE001 - not there
+            pass
+    from streaming.jetstream import ensure_stream
+
+    await ensure_stream(js, layout)
+
+
+async def publish_backlog(nc, layout: Layout, data: np.ndarray) -> int:
+    """Store every reading (devices interleaved) in the stream; returns how many."""
+    devices, steps = data.shape[0], data.shape[1]
+    payloads = [[json.dumps(data[d, t].tolist()).encode() for t in range(steps)] for d in range(devices)]
+    for t in range(steps):
+        for d in range(devices):
+            await nc.publish(f"sensors.dev{d}.imu", payloads[d][t])
+        if t % 20 == 0:
+            await nc.flush()
+    await nc.flush()
+    js = nc.jetstream()
+    total = devices * steps
+    deadline = time.monotonic() + 60
+    while (await js.stream_info(layout.stream)).state.messages < total:
+        assert time.monotonic() < deadline, "backlog never fully stored"
+        await asyncio.sleep(0.1)
+    return total
+
+
+async def wait_ready(nc, layout: Layout, sut: str, timeout: float = 60.0) -> None:
+    """Until the SUT consumes every partition: the relay's consumers exist, or the workers' leases are spread
+    evenly (8 for one worker, 4 + 4 for two)."""
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        try:
+            if sut == "relay":
+                if len(await js.consumers_info(layout.stream)) == PARTITIONS:
+                    return
+                continue
+            kv = await js.key_value(layout.lease_bucket)
+            owners: dict[str, int] = defaultdict(int)
+            for key in await kv.keys():
+                if key.startswith("partition."):
+                    owners[(await kv.get(key)).value.decode()] += 1
+            want = [PARTITIONS] if sut == "worker x1" else [PARTITIONS // 2] * 2
+            if sorted(owners.values()) == want:
+                return
+        except Exception:  # noqa: BLE001 - bucket or keys not there yet
+            continue
+    raise TimeoutError(f"{sut} never became ready")
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def worker_cmd(url: str, model: str, workers: int, worker_id: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "streaming", "worker", "--nats", url, "--model", model]
+    cmd += ["--partitions", str(PARTITIONS), "--group", "bench", "--lease-ttl", str(LEASE_TTL)]
+    cmd += ["--log-level", "warning", "--workers", str(workers)]
+    return cmd + (["--worker-id", worker_id] if worker_id else [])
+
+
+def processes(proc: subprocess.Popen) -> list[psutil.Process]:
+    parent = psutil.Process(proc.pid)
+    children = parent.children(recursive=True)
+    return children or [parent]  # `--workers 2`: the parent only waits
+
+
+async def throughput(
+    url: str, layout: Layout, sut: str, data: np.ndarray, model: str, env: dict, n_outputs: int
+) -> dict:
+    import nats
+
+    nc = await nats.connect(url)
+    await reset_stream(nc, layout)
+    total = await publish_backlog(nc, layout, data)  # stored first: the SUT drains it as fast as it can
+    sink = Sink()
+    await nc.subscribe("predictions.>", cb=sink.on_message)
+    await nc.flush()
+    if sut == "relay":
+        cmd = [sys.executable, __file__, "--role", "relay", "--url", url]
+        cmd += ["--n-outputs", str(n_outputs)]
+    else:
+        cmd = worker_cmd(url, model, 2 if sut == "worker x2" else 1)
+    proc = start(cmd, env)
+    # Measured from the moment the SUT consumes every partition (workers: leases claimed and balanced), so
+    # no row pays its start-up or a rebalance.
+    await wait_ready(nc, layout, sut)
+    ready_at, ready_n = time.monotonic(), len(sink.seen)
+    procs = processes(proc)
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    deadline = time.monotonic() + 600
+    while len(sink.seen) < total and time.monotonic() < deadline and proc.poll() is None:
+        await asyncio.sleep(0.05)
+    cpu = sum(sum(p.cpu_times()[:2]) for p in procs if p.is_running()) - cpu_before
+    rss = [p.memory_info().rss / 2**20 for p in procs if p.is_running()]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    await nc.close()
+    elapsed = sink.last - ready_at
+    measured = len(sink.seen) - ready_n
+    return {
+        "sut": sut,
+        "readings": total,
+        "predicted": len(sink.seen),
+        "measured_readings": measured,
+        "readings_per_s": round(measured / elapsed) if elapsed > 0 and measured > 0 else None,
+        "drain_s": round(elapsed, 2),
+        "cpu_s": round(cpu, 1),
+        "cpu_per_1k_readings_s": round(1000 * cpu / max(1, measured), 3),
+        "cpu_share": round(cpu / elapsed, 2) if elapsed > 0 else None,
+        "rss_mb_per_process": [round(r) for r in rss],
+        "processes": len(procs),
+    }
+
+
+async def recovery(
+    url: str, layout: Layout, model: str, env: dict, rate: float, devices: int, n_features: int
+) -> dict:
+    import nats
+
+    nc = await nats.connect(url)
+    await reset_stream(nc, layout)
+    sink = Sink()
+    await nc.subscribe("predictions.>", cb=sink.on_message)
+    procs = {w: start(worker_cmd(url, model, 1, w), env) for w in ("a", "b")}
+    rng = np.random.default_rng(0)
+    await asyncio.sleep(3.0)  # both joined and balanced
+    published, began = 0, time.monotonic()
+    killed_at = None
+    duration, kill_after = 16.0, 5.0
+    while (now := time.monotonic()) - began < duration:
+        due = int((now - began) * rate)
+        while published < due:
+            values = rng.normal(size=n_features).round(4).tolist()
+            await nc.publish(f"sensors.dev{published % devices}.imu", json.dumps(values).encode())
+            published += 1
+        if killed_at is None and now - began >= kill_after:
+            procs["a"].send_signal(signal.SIGKILL)
+            procs["a"].wait()
+            killed_at = time.monotonic()
+        await asyncio.sleep(0.005)
+    await nc.flush()
+    deadline = time.monotonic() + 30
+    while len(sink.seen) < published and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    procs["b"].send_signal(signal.SIGTERM)
+    procs["b"].wait(30)
+    await nc.close()
+    # A device of the killed worker goes quiet at the kill and speaks again once its partition has a new owner.
+    gaps = []
+    for times in sink.arrivals.values():
+        after = [t for t in times if t > killed_at]
+        before = [t for t in times if t <= killed_at]
+        if after and before:
+            gaps.append(after[0] - before[-1])
+    stalled = [g for g in gaps if g > 1.0]
+    return {
+        "rate": rate,
+        "devices": devices,
+        "lease_ttl_s": LEASE_TTL,
+        "published": published,
+        "predicted": len(sink.seen),
+        "lost": published - len(sink.seen),
+        "replayed_predictions": sink.duplicates,
+        "stalled_devices": len(stalled),
+        "recovery_s": round(max(stalled), 2) if stalled else None,
+    }
+
+
+def role_relay(url: str, n_outputs: int) -> None:
+    """The bare relay: per partition a pull consumer; fetch, parse, publish, AckAll the batch. No model."""
+    import nats
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    layout = Layout(PARTITIONS)
+    template = [round(1 / n_outputs, 8)] * n_outputs
+
+    async def main() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+
+        async def one(p: int) -> None:
+            config = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=30)
+            sub = await js.pull_subscribe(
+                layout.partition_filter(p), durable=f"relay-p{p}", stream=layout.stream, config=config
+            )
+            step = 0
+            while True:
+                try:
+                    msgs = await sub.fetch(512, timeout=0.2)
+                except (TimeoutError, NatsTimeout):
+                    continue
+                for m in msgs:
+                    json.loads(m.data)
+                    device = layout.device_of(m.subject)
+                    body = {"seq": m.metadata.sequence.stream, "step": step, "outputs": template}
+                    await nc.publish(f"predictions.{device}.relay", json.dumps(body).encode())
+                    step += 1
+                if msgs:
+                    await nc.flush()
+                    await msgs[-1].ack()
+
+        await asyncio.gather(*(one(p) for p in range(PARTITIONS)))
+
+    asyncio.run(main())
+
+
+def mqtt_service(model: str, devices: int, duration: float) -> dict | None:
+    """The MQTT mode's relay and service rows from stream_bench.py, run now on this machine."""
+    out = Path(tempfile.mkdtemp()) / "stream.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "stream_bench.py"), "--suts", "relay,service"]
+    cmd += ["--duration", str(duration), "--devices", str(devices), "--million", "0", "--json", str(out)]
+    cmd += ["--model", model]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        print(done.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--readings", type=int, default=20_000, help="backlog per throughput row")
+    ap.add_argument("--rate", type=float, default=1000.0, help="readings/s of the recovery load")
+    ap.add_argument("--mqtt-duration", type=float, default=10.0, help="0: skip the MQTT mode rows")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--role", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--n-outputs", type=int, default=6, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.role == "relay":
+        role_relay(args.url, args.n_outputs)
+        return 0
+
+    from streaming.models import serve_model
+
+    served = serve_model(args.model, mode="step", isolate=True)  # fills the step cache the workers read
+    n_features = served.engine.n_features
+    steps = max(1, args.readings // args.devices)
+    data = np.random.default_rng(1).normal(size=(args.devices, steps, n_features)).round(4)
+    layout = Layout(PARTITIONS, group="bench")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    server = LocalNatsServer(tempfile.mkdtemp(prefix="rnnzoo-bench-"), layout, mqtt=False)
+    server.start()
+    rows = []
+    try:
+        for sut in ("relay", "worker x1", "worker x2"):
+            row = asyncio.run(
+                throughput(server.url, layout, sut, data, args.model, env, served.engine.n_outputs)
+            )
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        rec = asyncio.run(recovery(server.url, layout, args.model, env, args.rate, args.devices, n_features))
+        print(json.dumps(rec), flush=True)
+    finally:
+        server.stop()
+    mqtt = mqtt_service(args.model, args.devices, args.mqtt_duration) if args.mqtt_duration else None
+    relay = rows[0]["readings_per_s"] or 1
+    result = {
+        "model": args.model,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "nats_server": subprocess.run(
+            [server.binary, "--version"], capture_output=True, text=True
+        ).stdout.strip(),
+        "partitions": PARTITIONS,
+        "devices": args.devices,
+        "throughput": rows,
+        "worker_vs_relay": {r["sut"]: round((r["readings_per_s"] or 0) / relay, 2) for r in rows[1:]},
+        "recovery": rec,
+        "mqtt_mode": mqtt,
+        "command": "python benchmarks/jetstream_bench.py " + " ".join(sys.argv[1:]),
+    }
+    print_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{'SUT':<12} {'readings/s':>11} {'CPU s/1k':>9} {'RSS MB':>12}")
+    for r in result["throughput"]:
+        print(
+            f"{r['sut']:<12} {str(r['readings_per_s']):>11} {r['cpu_per_1k_readings_s']:>9} {str(r['rss_mb_per_process']):>12}"
+        )
+    rec = result["recovery"]
+    print(
+        f"\nrecovery after SIGKILL: {rec['recovery_s']} s (lease TTL {rec['lease_ttl_s']} s), "
+        f"{rec['replayed_predictions']} predictions replayed, {rec['lost']} lost"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
