@@ -80,17 +80,6 @@ def test_tracked_optimizer_records_the_norm_before_clipping() -> None:
     assert hist["clip_fraction"] == [1.0, 1.0]
 
 
-def test_training_history_has_gradient_norms(tmp_path) -> None:
-    zoo.train("co2-forecast-gru", out=tmp_path, verbose=0, units=4, epochs=2, patience=1)
-    history = json.loads((tmp_path / "co2-forecast-gru" / "history.json").read_text())
-    n = len(history["loss"])
-    assert (
-        len(history["grad_norm_mean"]) == len(history["grad_norm_max"]) == len(history["clip_fraction"]) == n
-    )
-    assert all(0 < m <= mx for m, mx in zip(history["grad_norm_mean"], history["grad_norm_max"], strict=True))
-    assert all(0.0 <= f <= 1.0 for f in history["clip_fraction"])
-
-
 def test_diagnose_cli_writes_table_and_plot(tmp_path, capsys) -> None:
     assert (
         main(["diagnose", "activity-gru-causal", "--examples", "4", "--steps", "30", "--out", str(tmp_path)])

@@ -69,6 +69,7 @@ def test_unknown_five_year_status_is_masked() -> None:
     assert HORIZON_YEARS == 5
 
 
+@pytest.mark.slow  # a training run (12 s)
 def test_tiny_training_run_masks_through_the_loop(tmp_path) -> None:
     card = zoo.train(NAME, out=tmp_path, verbose=0, units=4, epochs=2)
     assert card.streaming.mode == "step" and card.streaming.max_abs_diff_vs_keras <= 1e-5

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import offline, publisher, tiny_model
 
 from streaming.state import load_snapshot
@@ -112,32 +113,27 @@ model = "{tmp_path / "tiny.keras"}"
         pub.loop_stop()
 
 
-def test_cli_errors_are_one_line(tmp_path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+def _cli_cases(tmp_path, heavy: bool) -> list[list[str]]:
     bad = tmp_path / "corrupt.keras"
     bad.write_bytes(b"not a zip file")
-    port = 1  # nothing listens on port 1
-    cases = [
-        ["serve", "--model", str(bad), "--topic", "sensors/+/imu"],
-        ["serve", "--config", str(tmp_path / "missing.toml")],
-        ["serve", "--topic", "sensors/#", "--model", str(bad)],
-    ]
-    model = tiny_model()
-    model.save(tmp_path / "ok.keras")
-    cases.append(
-        [
-            "serve",
-            "--model",
-            str(tmp_path / "ok.keras"),
-            "--topic",
-            "sensors/+/imu",
-            "--broker",
-            f"mqtt://127.0.0.1:{port}",
-            "--connect-timeout",
-            "0.5",
+    if not heavy:  # refused before any model is read
+        return [
+            ["serve", "--config", str(tmp_path / "missing.toml")],
+            ["serve", "--topic", "sensors/#", "--model", str(bad)],
         ]
-    )
-    for args in cases:
+    tiny_model().save(tmp_path / "ok.keras")
+    port = 1  # nothing listens on port 1
+    ok = ["serve", "--model", str(tmp_path / "ok.keras"), "--topic", "sensors/+/imu"]
+    return [  # each starts the TensorFlow child that reads the .keras file (~8 s apiece on 2 cores)
+        ["serve", "--model", str(bad), "--topic", "sensors/+/imu"],
+        [*ok, "--broker", f"mqtt://127.0.0.1:{port}", "--connect-timeout", "0.5"],
+    ]
+
+
+@pytest.mark.parametrize("heavy", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_cli_errors_are_one_line(tmp_path, heavy) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    for args in _cli_cases(tmp_path, heavy):
         out = subprocess.run(
             [sys.executable, "-m", "streaming", *args],
             cwd=ROOT,

@@ -101,7 +101,11 @@ BAD_PAYLOADS = [
 ]
 
 
-@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+# The ONNX runtime repeats these two in the slow suite (the interleaved test above runs both in the quick one).
+ONNX_SLOW = ["numpy", pytest.param("onnx", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("runtime", ONNX_SLOW)
 def test_malformed_payloads_answered_on_error_topic_and_valid_ones_unharmed(
     mosquitto, collector_factory, model, runtime
 ) -> None:
@@ -169,7 +173,7 @@ def test_a_full_table_makes_room_by_evicting_the_least_recently_seen_and_reset_r
     pub.loop_stop()
 
 
-@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+@pytest.mark.parametrize("runtime", ONNX_SLOW)
 def test_broker_killed_and_restarted_mid_stream(mosquitto, collector_factory, model, runtime) -> None:
     rng = np.random.default_rng(4)
     devices = ["x", "y", "z"]

@@ -49,6 +49,7 @@ def test_padding_is_masked_in_both_directions(cell) -> None:
     assert np.abs(a - b).max() <= 1e-6
 
 
+@pytest.mark.slow  # a training run (16 s); the shipped sentiment models re-measure in the quick suite
 def test_tiny_sentiment_model_trains_and_exports_its_vocabulary(tmp_path, monkeypatch) -> None:
     from zoo.data.text import TWEETS, tweets
 

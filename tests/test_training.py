@@ -21,6 +21,15 @@ def test_tiny_activity_model_trains_and_exports(tmp_path) -> None:
     assert card.baselines["majority_class"]["accuracy"] == 0.25
     history = json.loads((folder / "history.json").read_text())
     assert len(history["loss"]) == card.recipe.epochs_run <= 3
+    # The gradient norm before clipping, per epoch (zoo.diagnostics.GradientNormLog), for every model trained.
+    assert (
+        len(history["grad_norm_mean"])
+        == len(history["grad_norm_max"])
+        == len(history["clip_fraction"])
+        == len(history["loss"])
+    )
+    assert all(0 < m <= mx for m, mx in zip(history["grad_norm_mean"], history["grad_norm_max"], strict=True))
+    assert all(0.0 <= f <= 1.0 for f in history["clip_fraction"])
     assert (folder / "learning_curve.png").stat().st_size > 1000
     assert json.loads((folder / "card.json").read_text()) == card.to_json()
     assert card.file_size_bytes == (folder / "model.keras").stat().st_size and card.licence.data
@@ -39,6 +48,7 @@ def test_forecaster_head_emits_raw_units(tmp_path) -> None:
     assert (tmp_path / "co2-forecast-gru" / "test_plot.png").is_file()
 
 
+@pytest.mark.slow  # a second training run (15 s); pigcvp-bigru, the shipped refit model, re-measures in CI
 def test_refit_trains_a_fresh_model_on_train_plus_validation(tmp_path) -> None:
     """The validation run picks the epoch count; the shipped model is then fitted on all training data."""
     card = zoo.train(
