@@ -71,7 +71,8 @@ class Sink:
 async def reset_stream(nc, layout: Layout) -> None:
     """A fresh stream and fresh buckets: every row starts from the same empty state."""
     js = nc.jetstream()
-    for name in (layout.stream, f"KV_{layout.lease_bucket}", f"KV_{layout.checkpoint_bucket}"):
+    streams = [layout.stream_name(p) for p in range(layout.partitions)]
+    for name in (*streams, f"KV_{layout.lease_bucket}", f"KV_{layout.checkpoint_bucket}"):
         try:
             await js.delete_stream(name)
         except Exception:  # noqa: BLE001 - not there
@@ -94,7 +95,9 @@ async def publish_backlog(nc, layout: Layout, data: np.ndarray) -> int:
     js = nc.jetstream()
     total = devices * steps
     deadline = time.monotonic() + 60
-    while (await js.stream_info(layout.stream)).state.messages < total:
+    while (
+        sum([(await js.stream_info(layout.stream_name(p))).state.messages for p in range(PARTITIONS)]) < total
+    ):
         assert time.monotonic() < deadline, "backlog never fully stored"
         await asyncio.sleep(0.1)
     return total
@@ -109,7 +112,7 @@ async def wait_ready(nc, layout: Layout, sut: str, timeout: float = 60.0) -> Non
         await asyncio.sleep(0.05)
         try:
             if sut == "relay":
-                if len(await js.consumers_info(layout.stream)) == PARTITIONS:
+                if all([await js.consumers_info(layout.stream_name(p)) for p in range(PARTITIONS)]):
                     return
                 continue
             kv = await js.key_value(layout.lease_bucket)
@@ -259,9 +262,8 @@ def role_relay(url: str, n_outputs: int) -> None:
 
         async def one(p: int) -> None:
             config = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=30)
-            sub = await js.pull_subscribe(
-                layout.partition_filter(p), durable=f"relay-p{p}", stream=layout.stream, config=config
-            )
+            await js.add_consumer(layout.stream_name(p), config, durable_name=f"relay-p{p}")
+            sub = await js.pull_subscribe_bind(durable=f"relay-p{p}", stream=layout.stream_name(p))
             step = 0
             while True:
                 try:

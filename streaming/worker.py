@@ -23,7 +23,7 @@ cannot stop a paused worker that does not yet know it lost its partition; the ch
 
 Why leases and not one consumer per worker with the server balancing: JetStream spreads one consumer's
 messages over its pullers without regard to the device, which would split a device's readings between two
-states (the same fault as MQTT shared subscriptions). A partition per filtered consumer, owned through a lease,
+states (the same fault as MQTT shared subscriptions). A stream and consumer per partition, owned through a lease,
 keeps each device on one state and lets the owner restart the consumer at exactly its checkpoint's sequence.
 """
 
@@ -291,21 +291,19 @@ class Worker:
         applied = covered
         name = layout.consumer(p)
         try:  # a fresh consumer that starts right after the checkpoint: nothing waits for an ack timeout
-            await self.js.delete_consumer(layout.stream, name)
+            await self.js.delete_consumer(layout.stream_name(p), name)
         except NotFoundError:
             pass
         config = ConsumerConfig(
             durable_name=name,
-            filter_subject=layout.partition_filter(p),
             ack_policy=AckPolicy.ALL,
             ack_wait=max(30.0, 10 * self.settings.checkpoint_interval_s),
             max_ack_pending=-1,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if covered else DeliverPolicy.ALL,
             opt_start_seq=covered + 1 if covered else None,
         )
-        sub = await self.js.pull_subscribe(
-            layout.partition_filter(p), durable=name, stream=layout.stream, config=config
-        )
+        await self.js.add_consumer(layout.stream_name(p), config)
+        sub = await self.js.pull_subscribe_bind(durable=name, stream=layout.stream_name(p))
         log.info("partition %d: resumed at stream sequence %d with %d devices", p, covered, len(table))
         last_msg = None
         checkpointed_at = time.monotonic()
@@ -458,7 +456,7 @@ class Worker:
         """Serve until stop(): rebalance every third of the lease TTL; on stop checkpoint and release all."""
         await self.connect()
         log.info(
-            "worker %s joined group %s (%d partitions, stream %s)",
+            "worker %s joined group %s (%d partitions, streams %s_P*)",
             self.settings.worker_id,
             self.layout.group,
             self.layout.partitions,
@@ -632,7 +630,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="zoo model name or .keras file (step mode)")
     p.add_argument("--partitions", type=_positive(int), default=8, help="P, fixed for the stream's life (8)")
     p.add_argument("--subject", default="sensors.*.imu", help="readings subject; its '*' is the device id")
-    p.add_argument("--stream", default="RNNZOO_READINGS", help="JetStream stream of the readings")
+    p.add_argument(
+        "--stream", default="RNNZOO_READINGS", help="prefix of the partitions' streams (<stream>_P<p>)"
+    )
     p.add_argument("--group", help="worker group (consumers and buckets); default: the model name")
     p.add_argument("--workers", type=_positive(int), default=1, help="worker processes to start here")
     p.add_argument("--worker-id", help="this worker's id (default host-pid)")

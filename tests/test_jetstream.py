@@ -140,7 +140,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                await js.stream_info("RNNZOO_READINGS")
+                await js.stream_info(f"RNNZOO_READINGS_P{PARTITIONS - 1}")
                 return
             except Exception:  # noqa: BLE001 - not there yet
                 assert time.monotonic() < deadline, "no worker created the stream"
@@ -157,12 +157,12 @@ class Fleet:
 
     async def owners(self) -> dict[str, int]:
         """worker id → partitions whose lease it holds now."""
-        from nats.js.errors import NoKeysError
+        from nats.js.errors import BucketNotFoundError, NoKeysError
 
-        kv = await self.nc.jetstream().key_value("tiny-leases")
         try:
+            kv = await self.nc.jetstream().key_value("tiny-leases")
             keys = [k for k in await kv.keys() if k.startswith("partition.")]
-        except NoKeysError:
+        except (BucketNotFoundError, NoKeysError):  # no worker has made the bucket yet, or holds nothing
             return {}
         owners: dict[str, int] = defaultdict(int)
         for key in keys:
