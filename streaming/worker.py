@@ -390,7 +390,12 @@ class Worker:
                     waves.append([])
                 waves[k].append((slot, device, reading, seq, i if len(readings) > 1 else -1))
         for wave in waves:
-            self._step_wave(table, wave, now)
+            try:
+                self._step_wave(table, wave, now)
+            except Exception as err:  # noqa: BLE001 - a replay would fail the same way: answer, move on
+                log.exception("stepping a wave of %d readings failed (the partition goes on)", len(wave))
+                for _, device, _, seq, _ in wave:
+                    self._error(device, "", seq, "internal error", type(err).__name__)
 
     def _step_wave(
         self, table: StateTable, wave: list[tuple[int, str, Reading, int, int]], now: float

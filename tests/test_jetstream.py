@@ -388,3 +388,20 @@ def test_ten_sigkill_trials_in_a_row(trial, nats_server, workers, tiny_file) -> 
     workers.stop_all()
     steps = asyncio.run(_checkpointed_steps(nats_server.url))
     assert steps == {f"dev{i}": 25 for i in range(12)}, steps
+
+
+def test_a_worker_with_another_partition_count_refuses_to_start(nats_server, workers, tiny_file) -> None:
+    """Streams made for P=4 (by a first worker): a worker started with P=2 would hash devices elsewhere."""
+    workers.start("a")
+    asyncio.run(_wait_for_stream(nats_server.url))
+    done = subprocess.run(
+        [sys.executable, "-m", "streaming", "worker", "--nats", nats_server.url, "--model", tiny_file[0]]
+        + ["--partitions", "2", "--group", "tiny"],
+        env=tiny_file[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("rnnzoo worker: error: stream RNNZOO_READINGS_P0 was made with"), last
