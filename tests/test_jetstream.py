@@ -405,3 +405,33 @@ def test_a_worker_with_another_partition_count_refuses_to_start(nats_server, wor
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("rnnzoo worker: error: stream RNNZOO_READINGS_P0 was made with"), last
+
+
+def test_whole_group_killed_and_restarted(nats_server, workers, tiny_file) -> None:
+    """Both workers SIGKILLed mid-stream, then started again: they resume from the checkpoints, replay what
+    was not checkpointed, and every device's state still takes each reading exactly once."""
+    model = tiny_file[2]
+
+    async def scenario() -> None:
+        fleet = Fleet(nats_server.url, devices=8, per_device=20, seed=5)
+        await fleet.connect()
+        workers.start("a")
+        workers.start("b")
+        await fleet.wait_stream()
+        await fleet.wait_owners({"a": 2, "b": 2})
+        await fleet.publish(90, pause=0.001)
+        workers.kill("a")
+        workers.kill("b")
+        await fleet.publish(30)  # stored while no worker runs
+        workers.start("a")
+        workers.start("b")
+        await fleet.publish(40, pause=0.001)
+        await fleet.wait_all(30)
+        assert fleet.distinct() == 160, (fleet.distinct(), workers.logs())
+        fleet.check(model)
+        await fleet.close()
+
+    asyncio.run(scenario())
+    workers.stop_all()
+    steps = asyncio.run(_checkpointed_steps(nats_server.url))
+    assert steps == {f"dev{i}": 20 for i in range(8)}, steps
