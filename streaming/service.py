@@ -13,6 +13,7 @@ turn; a reset message is a barrier, applied after the readings that came before 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -221,9 +222,22 @@ class Service:
 
     # -- MQTT plumbing -----------------------------------------------------------------------------------------
 
+    def client_id(self) -> str:
+        """The MQTT client id: the configured one; else, when a snapshot path is set, one derived from the host
+        and that path — the same on every restart, so with QoS 1 the broker's persistent session keeps the
+        readings published while the service was down and delivers them when it is back; else host and pid."""
+        broker, svc = self.settings.broker, self.settings.service
+        if broker.client_id:
+            return broker.client_id
+        host = socket.gethostname()
+        if svc.snapshot_path:
+            where = os.path.abspath(svc.snapshot_path).encode()
+            return f"rnnzoo-{host}-{hashlib.sha256(where).hexdigest()[:12]}"
+        return f"rnnzoo-{host}-{os.getpid()}"
+
     def _make_client(self) -> mqtt.Client:
         broker = self.settings.broker
-        client_id = broker.client_id or f"rnnzoo-{socket.gethostname()}-{os.getpid()}"
+        client_id = self.client_id()
         clean = broker.clean_session if broker.clean_session is not None else broker.qos == 0
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
         if broker.username:

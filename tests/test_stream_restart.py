@@ -195,3 +195,44 @@ def test_a_restart_reuses_the_exported_step_model_without_starting_tensorflow(tm
     key = models.export_cache_key(str(tmp_path / "tiny.keras"), "auto", "float64")
     tiny_model(seed=5).save(tmp_path / "tiny.keras")
     assert models.export_cache_key(str(tmp_path / "tiny.keras"), "auto", "float64") != key
+
+
+def test_qos1_readings_sent_while_the_service_is_down_arrive_after_a_restart(
+    mosquitto, collector_factory, tmp_path, monkeypatch
+) -> None:
+    """With a snapshot path and QoS 1 the service reconnects under the same client id and a persistent
+    session, so the broker hands over what devices published while it was stopped: no step number is
+    skipped, and every output equals the offline model on the whole sequence."""
+    from conftest import start_service, stop_service
+
+    model = tiny_model()
+    seq = np.random.default_rng(7).normal(size=(1, 20, 3)).astype("float32")
+    expected = offline(model, seq)[0]
+    settings = {"broker": {"qos": 1}, "snapshot_path": str(tmp_path / "state.npz")}
+    col = collector_factory(mosquitto.port, ["predictions/#"])
+    pub = publisher(mosquitto.port)
+
+    def send(ts: range) -> None:
+        for t in ts:
+            pub.publish("sensors/d1/imu", json.dumps({"values": seq[0, t].tolist()}), qos=1).wait_for_publish(
+                5
+            )
+
+    import streaming.service
+
+    monkeypatch.setattr(streaming.service.os, "getpid", lambda: 1111)  # the first process…
+    svc, thread = start_service(mosquitto.url, model, **settings)
+    send(range(10))
+    assert col.wait_for(lambda: col.count("predictions/d1/") >= 10)
+    first_id = svc.client_id()
+    stop_service(svc, thread)
+    send(range(10, 20))  # nobody is subscribed under this id now: the broker queues them for the session
+    monkeypatch.setattr(streaming.service.os, "getpid", lambda: 2222)  # …and the restarted one
+    svc, thread = start_service(mosquitto.url, model, **settings)
+    assert svc.client_id() == first_id
+    assert col.wait_for(lambda: col.count("predictions/d1/") >= 20), col.count("predictions/d1/")
+    msgs = sorted((m for _, m in col.of("predictions/d1/")), key=lambda m: m["step"])
+    assert [m["step"] for m in msgs] == list(range(20))
+    assert np.abs(np.array([m["outputs"] for m in msgs]) - expected).max() <= 1e-5
+    stop_service(svc, thread)
+    pub.loop_stop()
