@@ -272,9 +272,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--runtime",
-        choices=["numpy", "onnx"],
-        help="what steps a step-mode model: the numpy engine (default) or its exported ONNX step graph "
-        "in onnxruntime (the artefact `rnnzoo export --format onnx` writes; needs rnn-zoo[export])",
+        choices=["numpy", "onnx", "litert"],
+        help="what steps a step-mode model: the numpy engine (default), or its exported step graph — ONNX in "
+        "onnxruntime, LiteRT in ai-edge-litert (what `rnnzoo export` writes; needs rnn-zoo[export])",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(

@@ -102,7 +102,7 @@ class ServiceSettings:
     batch_topic: str = "predictions/_batch/{model}"
     max_payload_bytes: int = 64 * 1024
     compute_dtype: str = "float64"
-    runtime: str = "numpy"  # "onnx": serve the model's exported ONNX step graph with onnxruntime
+    runtime: str = "numpy"  # "onnx" / "litert": serve the model's exported step graph (rnn-zoo[export])
     max_device_id_bytes: int = 128  # a longer id costs its length in RAM and in every snapshot: refused
     max_new_devices_per_s: float | None = 1000.0  # admission cap, so fake ids cannot churn the table freely
     max_snapshot_bytes: int = 1 << 31  # a larger snapshot file is refused before it is read
@@ -204,8 +204,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("[service] max_new_devices_per_s must be > 0 (or absent for no cap)")
     if service.compute_dtype not in ("float32", "float64"):
         raise ConfigError("[service] compute_dtype must be 'float32' or 'float64'")
-    if service.runtime not in ("numpy", "onnx"):
-        raise ConfigError(f"[service] runtime must be 'numpy' or 'onnx', got {service.runtime!r}")
+    if service.runtime not in ("numpy", "onnx", "litert"):
+        raise ConfigError(f"[service] runtime must be 'numpy', 'onnx' or 'litert', got {service.runtime!r}")
     if service.metrics_port is not None and not 0 <= service.metrics_port <= 65535:
         raise ConfigError(
             f"[service] metrics_port must be 0..65535 (0: any free port), got {service.metrics_port}"

@@ -23,9 +23,10 @@ from zoo.cards import Card, CardError, parse_card, sha256
 from zoo.step import STEP_FORMAT, NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
-# What computes a step-mode model's steps: the numpy engine, or its exported ONNX step graph in onnxruntime (the
-# artefact a user deploys elsewhere, served here with the same state rows, snapshots and parity).
-RUNTIMES = ("numpy", "onnx")
+# What computes a step-mode model's steps: the numpy engine, or its exported step graph — ONNX in onnxruntime,
+# LiteRT in ai-edge-litert's interpreter — the artefact a user deploys elsewhere, served here with the same state
+# rows and snapshots.
+RUNTIMES = ("numpy", "onnx", "litert")
 
 
 class ModelError(ValueError):
@@ -159,9 +160,11 @@ def serve_model(
 
 
 def with_runtime(served: ServedModel, runtime: str, compute_dtype: str = "float64") -> ServedModel:
-    """``served`` with its numpy step engine swapped for the same model's ONNX step graph run by onnxruntime
-    (`zoo.export`): same state layout and fingerprint, so snapshots move between runtimes. The graph is written
-    from the numpy engine's weights (no TensorFlow) into the step cache, keyed by the weights' fingerprint."""
+    """``served`` with its numpy step engine swapped for the same model's exported step graph (`zoo.export`):
+    same state layout and fingerprint, so snapshots move between runtimes. The graph is built from the numpy
+    engine's weights into the step cache, keyed by the weights' fingerprint: ONNX here (no TensorFlow), LiteRT
+    (float32 inside, builtin ops) by a child process that imports TensorFlow's converter once, so the serving
+    process never carries TensorFlow."""
     if runtime == "numpy":
         return served
     if runtime not in RUNTIMES:
@@ -178,13 +181,47 @@ def with_runtime(served: ServedModel, runtime: str, compute_dtype: str = "float6
     from zoo.data._files import cache_dir
 
     step_model = served.engine
-    path = cache_dir("step") / f"{step_model.fingerprint}-{compute_dtype}.onnx"
-    if not path.is_file():
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        write_onnx(step_model, tmp, np.dtype(compute_dtype))
-        tmp.replace(path)
+    if runtime == "onnx":
+        path = cache_dir("step") / f"{step_model.fingerprint}-{compute_dtype}.onnx"
+        if not path.is_file():
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            write_onnx(step_model, tmp, np.dtype(compute_dtype))
+            tmp.replace(path)
+    else:
+        path = _litert_in_child(step_model, cache_dir("step"))
     engine = StepEngine(load_runtime(path, runtime), fingerprint=step_model.fingerprint)
     return dataclasses.replace(served, engine=engine)
+
+
+_LITERT_CHILD = (
+    "import sys; from pathlib import Path; from zoo.export import export_step; from zoo.step import StepModel; "
+    "print(export_step(StepModel.load(sys.argv[1]), 'litert', Path(sys.argv[2])))"
+)
+
+
+def _litert_in_child(step_model: StepModel, folder: Any) -> Any:
+    """The step model's LiteRT flatbuffer, converted (once per weights) by `python -I` in a child process."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(folder) / f"{step_model.fingerprint}-float32.tflite"
+    if path.is_file():
+        return path
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        step_model.save(Path(tmp) / "engine.npz")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _LITERT_CHILD, str(Path(tmp) / "engine.npz"), tmp],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        written = Path(tmp) / "step.tflite"
+        if proc.returncode != 0 or not written.is_file():
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelError(f"converting the step graph to LiteRT failed: {tail[:200]}")
+        written.replace(path)
+    return path
 
 
 def build_served(

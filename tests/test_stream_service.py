@@ -38,8 +38,9 @@ def assert_matches_offline(
             assert list(m["probabilities"].values()) == m["outputs"]
 
 
-# The same end-to-end contract for each runtime: the numpy engine and the exported ONNX step graph.
-@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+# The same end-to-end contract for each runtime: the numpy engine and the exported ONNX and LiteRT step graphs
+# (LiteRT's conversion starts a TensorFlow child: slow suite).
+@pytest.mark.parametrize("runtime", ["numpy", "onnx", pytest.param("litert", marks=pytest.mark.slow)])
 def test_interleaved_devices_equal_the_offline_model(mosquitto, collector_factory, model, runtime) -> None:
     rng = np.random.default_rng(1)
     devices = [f"dev{i}" for i in range(6)]
@@ -102,7 +103,11 @@ BAD_PAYLOADS = [
 
 
 # The ONNX runtime repeats these two in the slow suite (the interleaved test above runs both in the quick one).
-ONNX_SLOW = ["numpy", pytest.param("onnx", marks=pytest.mark.slow)]
+ONNX_SLOW = [
+    "numpy",
+    pytest.param("onnx", marks=pytest.mark.slow),
+    pytest.param("litert", marks=pytest.mark.slow),
+]
 
 
 @pytest.mark.parametrize("runtime", ONNX_SLOW)
