@@ -297,3 +297,56 @@ def test_cli_exports_a_whole_sequence_graph(tmp_path: Path, capsys: pytest.Captu
     )
     assert (tmp_path / "sequence_savedmodel" / "saved_model.pb").is_file()
     assert "whole sequences" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def tiny_seq2seq() -> keras.Model:
+    """A small BiGRU encoder + attention GRU decoder (zoo.builder.build_seq2seq, random weights)."""
+    from zoo.builder import build_seq2seq
+
+    keras.utils.set_random_seed(3)
+    return build_seq2seq(30, 25, units=8, embedding=6)
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", pytest.param("litert", marks=pytest.mark.slow)])
+def test_encoder_and_decoder_step_equal_keras_teacher_forced(tmp_path: Path, tiny_seq2seq, fmt: str) -> None:
+    from zoo.export.seq2seq import GraphRuntime, write_encoder_decoder
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, 30, size=(5, 7)).astype("int32")
+    src[1, 4:] = 0  # padded sources: the attention masks them (and LiteRT's unrolled backward GRU sees them)
+    src[3, 2:] = 0
+    tgt = rng.integers(4, 25, size=(5, 6)).astype("int32")
+    tgt[:, 0] = 2
+    paths = write_encoder_decoder(tiny_seq2seq, fmt, tmp_path, source_length=7)
+    encoder, step = GraphRuntime(paths["encoder"], fmt), GraphRuntime(paths["decoder_step"], fmt)
+    encoded = encoder(source=src)
+    state, got = encoded["decoder_state"], []
+    for t in range(tgt.shape[1]):  # teacher forcing: the graph is fed the target's previous token
+        out = step(
+            prev_token=tgt[:, t], decoder_state=state, encoder_outputs=encoded["encoder_outputs"], source=src
+        )
+        state = out["decoder_state_out"]
+        got.append(out["log_probs"])
+    want = np.log(np.maximum(np.asarray(tiny_seq2seq.predict([src, tgt], verbose=0)), 1e-12))
+    assert np.max(np.abs(np.stack(got, 1) - want)) <= EXACT
+    if fmt == "litert":
+        for path in paths.values():
+            ops = litert_ops(path.read_bytes())
+            assert not any(op.startswith("Flex") or op in ("CUSTOM", "DELEGATE", "WHILE") for op in ops), ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["savedmodel", "litert", "onnx"])
+def test_translation_greedy_decoding_with_exported_graphs_equals_translator(tmp_path: Path, fmt: str) -> None:
+    from zoo.export.seq2seq import FILES, GRAPHS, GraphRuntime, greedy
+    from zoo.translate import load_translator
+
+    name = "translate-en-fr-gru"
+    assert main(["export", name, "--format", fmt, "--sequence", "--out", str(tmp_path)]) == 0
+    translator = load_translator(name)
+    src = translator.encode_sources(list(zoo.test_data(name)[0][:200])).astype(np.int32)
+    encoder, step = (GraphRuntime(tmp_path / FILES[fmt][g], fmt) for g in GRAPHS)
+    tokens, _ = greedy(encoder, step, src, translator.max_target)
+    assert tokens == translator.decode_ids(src)
+    assert zoo.card(name).exports[f"{fmt}-decoder-step"].greedy_match_rate == 1.0

@@ -152,10 +152,17 @@ class Export:
     builtin_only: bool | None = _doc(
         "LiteRT: every op is a builtin op (no SELECT_TF_OPS / Flex)", default=None
     )
-    graph: Literal["step", "sequence"] = _doc(
+    graph: Literal["step", "sequence", "encoder", "decoder-step"] = _doc(
         "step: (x [B, F], states) -> (y, new states), one step per call; sequence: x [B, T, F] -> the model's "
-        "output for whole sequences (-1 in a shape: dynamic)",
+        "output for whole sequences (-1 in a shape: dynamic); encoder / decoder-step: a translation model's "
+        "encoder (source ids -> encoder outputs, initial decoder state) and one decoder step (previous token, "
+        "state, encoder outputs, source -> next-token log-probabilities, new state)",
         default="step",
+    )
+    greedy_match_rate: float | None = _doc(
+        "encoder / decoder-step: share of parity sentences whose greedy decoding with the exported encoder and "
+        "decoder step gives exactly the token ids Translator (Keras) gives",
+        default=None,
     )
     quantization: str | None = _doc(
         "LiteRT --quantize dynamic|int8: what is quantised and how (absent: float32 throughout)", default=None
@@ -244,7 +251,8 @@ class Card:
     exports: dict[str, Export] | None = _doc(
         "the exported graphs, made by scripts/export_all.py: causal models' step graph per format (onnx, litert, "
         "savedmodel) and quantised LiteRT variants (litert-dynamic, litert-int8); other models' whole-sequence "
-        "graphs (<format>-sequence)",
+        "graphs (<format>-sequence); a translation model's encoder and decoder step (<format>-encoder, "
+        "<format>-decoder-step)",
         default=None,
     )
     schema_version: int = SCHEMA_VERSION

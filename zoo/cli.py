@@ -384,6 +384,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = zoo.export(args.name, args.format, args.out, compute, args.quantize, args.sequence)
     except ImportError as e:
         raise UserError(f"exporting needs {e.name}: pip install 'rnn-zoo[export]'") from None
+    if args.sequence and card.kind == "translation":
+        return _report_encoder_decoder(card, args.format, Path(path))
     key = args.format + (f"-{args.quantize}" if args.quantize else "-sequence" if args.sequence else "")
     recorded = (card.exports or {}).get(key)
     if args.sequence:
@@ -405,6 +407,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         verdict = f"differs from the card's {recorded.sha256[:12]}… (made with {recorded.format_version})"
     print(f"sha256 {made} ({verdict})")
+    return 0
+
+
+def _report_encoder_decoder(card: cards.Card, fmt: str, folder: Path) -> int:
+    from zoo.export import digest
+    from zoo.export.seq2seq import FILES
+
+    for graph, io in (
+        ("encoder", "source[B,S] -> encoder_outputs, decoder_state"),
+        (
+            "decoder_step",
+            "prev_token[B], decoder_state, encoder_outputs, source -> log_probs, decoder_state_out",
+        ),
+    ):
+        path = folder / FILES[fmt][graph]
+        recorded = (card.exports or {}).get(f"{fmt}-{graph.replace('_', '-')}")
+        made = digest(path)
+        verdict = (
+            "the card records no such export"
+            if recorded is None
+            else f"a {fmt} differs byte for byte from run to run; greedy parity "
+            f"{recorded.greedy_match_rate:.0%}, max |diff| {recorded.max_abs_diff_vs_keras:.1e}"
+        )
+        print(f"wrote {path}: {io}; float32\nsha256 {made} ({verdict})")
     return 0
 
 
@@ -464,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sequence",
         action="store_true",
-        help="the whole-sequence graph of the Keras model (bidirectional and other non-causal models)",
+        help="the whole-sequence graph of the Keras model (bidirectional and other non-causal models); "
+        "translation: encoder.* and decoder_step.*",
     )
     p.set_defaults(func=cmd_export)
 

@@ -126,15 +126,22 @@ def export(
     """Export shipped model ``name`` as a step graph in ``format`` (onnx, litert, savedmodel) into ``out``
     (default ``exports/<name>/``); returns the written file (a folder for SavedModel). ``quantize`` (LiteRT):
     ``dynamic`` or ``int8`` (calibrated on training-split steps). ``sequence``: the whole-sequence graph of
-    the Keras model instead (`zoo.export.sequence`; any model, the only graph of a bidirectional one)."""
+    the Keras model instead (`zoo.export.sequence`; any model, the only graph of a bidirectional one); for a
+    translation model, its encoder and one decoder step (`zoo.export.seq2seq`), and the folder is returned."""
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     folder = Path(out) if out is not None else EXPORTS_DIR / name
     if sequence:
         if quantize is not None or compute_dtype not in (None, "float32"):
             raise ExportError("a whole-sequence graph is float32 and unquantised")
+        import zoo
         from zoo.export.sequence import export_sequence
 
+        if zoo.card(name).kind == "translation":  # its encoder and one decoder step: returns the folder
+            from zoo.export.seq2seq import export_encoder_decoder
+
+            export_encoder_decoder(name, format, folder)
+            return folder
         return export_sequence(name, format, folder)
     step_model = step_model_of(name)
     representative = None
