@@ -38,17 +38,23 @@ class StepRuntime:
         raise NotImplementedError
 
 
+def onnx_session(path: Path | str, threads: int = 1) -> Any:
+    """An onnxruntime session on the CPU with ``threads`` intra-op threads and quiet logs (every export's
+    runtime uses this one)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntime(StepRuntime):
     format = "onnx"
 
     def __init__(self, path: Path | str, threads: int = 1):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads)
         inputs = self.session.get_inputs()
         self._outputs = [o.name for o in self.session.get_outputs()]
         super().__init__(

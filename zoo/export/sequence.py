@@ -103,13 +103,9 @@ class SequenceRuntime:
     def __init__(self, path: Path | str, fmt: str, threads: int = 1):
         self.format = fmt
         if fmt == "onnx":
-            import onnxruntime as ort
+            from zoo.export.runtimes import onnx_session
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(path, threads)
             self.input = self.session.get_inputs()[0].name
         elif fmt == "litert":
             from zoo.export.tf_graph import _litert_interpreter
