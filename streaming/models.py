@@ -209,17 +209,10 @@ def _litert_in_child(step_model: StepModel, folder: Any) -> Any:
         return path
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         step_model.save(Path(tmp) / "engine.npz")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(
-            [sys.executable, "-I", "-c", _LITERT_CHILD, str(Path(tmp) / "engine.npz"), tmp],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        proc = _tensorflow_child(["-c", _LITERT_CHILD, str(Path(tmp) / "engine.npz"), tmp])
         written = Path(tmp) / "step.tflite"
         if proc.returncode != 0 or not written.is_file():
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(f"converting the step graph to LiteRT failed: {tail[:200]}")
+            raise ModelError(f"converting the step graph to LiteRT failed: {_last_error(proc)}")
         written.replace(path)
     return path
 
@@ -310,33 +303,29 @@ def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None
     return engine, meta
 
 
+def _tensorflow_child(args: list[str]) -> subprocess.CompletedProcess:
+    """This Python in isolated mode (`-I`: the current folder and PYTHON* variables cannot inject code into the
+    child) running ``args``, TensorFlow's logging muted; the one way this module starts a child that imports it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-I", *args], capture_output=True, text=True, env=env)
+
+
+def _last_error(proc: subprocess.CompletedProcess) -> str:
+    """The child's last stderr line (its one-line error, or the exception), for a one-line ModelError."""
+    return (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+
+
 def _export_in_child(
     spec: str, mode: str, compute_dtype: str, window: int | None, out: str
 ) -> tuple[Any, dict]:
     """Run `python -I -m streaming.export` and read its answer; the step model is written to `out`."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-I",  # isolated: the current folder and PYTHON* variables cannot inject code into the child
-            "-m",
-            "streaming.export",
-            spec,
-            out,
-            "--mode",
-            mode,
-            "--compute-dtype",
-            compute_dtype,
-            *(["--window", str(window)] if window else []),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    proc = _tensorflow_child(
+        ["-m", "streaming.export", spec, out, "--mode", mode, "--compute-dtype", compute_dtype]
+        + (["--window", str(window)] if window else [])
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelError(f"exporting {spec!r} failed: {tail[:200]}")
+        raise ModelError(f"exporting {spec!r} failed: {_last_error(proc)}")
     meta = json.loads(lines[-1])
     if "error" in meta:
         raise ModelError(meta["error"])

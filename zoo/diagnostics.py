@@ -26,6 +26,7 @@ import numpy as np
 
 from zoo.backend import keras
 from zoo.losses import LOSSES
+from zoo.step import cell_name
 
 # Heads whose loss is a plain function of (targets, outputs) on a single-chain model.
 SUPPORTED_HEADS = ("sequence_classification", "step_classification", "step_regression", "step_multilabel")
@@ -109,10 +110,6 @@ def plot_flows(curves: dict[str, np.ndarray], path: Path, title: str) -> None:
 
 
 # -- gradient flow through time -----------------------------------------------------------------------------
-
-
-def _cell_name(layer: Any) -> str:
-    return {"SimpleRNNCell": "simple", "LSTMCell": "lstm", "GRUCell": "gru"}[type(layer.cell).__name__]
 
 
 def _layers(model: Any) -> list[Any]:
@@ -238,7 +235,7 @@ def gradient_flow(
     norms = np.stack([np.linalg.norm(g.astype(np.float64), axis=-1).mean(axis=0) for g in grads])
     return GradientFlow(
         [layer.name for layer in recurrent],
-        [_cell_name(layer) for layer in recurrent],
+        [cell_name(layer) for layer in recurrent],
         norms,
         loss,
         keras.backend.backend(),

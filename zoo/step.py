@@ -635,6 +635,11 @@ class StepModel(Stepper):
 _CELLS = {"SimpleRNNCell": "simple", "LSTMCell": "lstm", "GRUCell": "gru"}
 
 
+def cell_name(layer: Any) -> str:
+    """The zoo's name ("simple", "lstm", "gru") of a Keras recurrent layer's cell."""
+    return _CELLS[type(layer.cell).__name__]
+
+
 def _recurrent_layers(model: Any) -> list[tuple[Any, str, str]]:
     """(recurrent layer, direction, name) for every recurrent layer of ``model``, nested models included, in
     layer order; a Bidirectional wrapper counts once, by its forward layer."""
@@ -664,7 +669,7 @@ def state_spec(model: Any, step_input: str) -> StateSpec:
 
     layers = []
     for i, (layer, direction, name) in enumerate(_recurrent_layers(model)):
-        cell = _CELLS[type(layer.cell).__name__]
+        cell = cell_name(layer)
         units = int(layer.cell.units)
         parts = ["h", "c"] if cell == "lstm" else ["h"]
         sides = ["forward_", "backward_"] if direction == "bidirectional" else [""]
