@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from zoo.step import StepModel
 from zoo.tasks.patients import (
     HORIZON_YEARS,
     PBC_VISITS,
+    PUBLISHED,
     cohort,
     five_year_labels,
     split_patients,
@@ -95,6 +98,8 @@ def test_card_has_baselines_and_published_reference() -> None:
     assert {"cox_baseline_all", "cox_landmark_all", "cox_baseline_mayo", "cox_landmark_mayo"} <= set(base)
     assert all(0.5 <= b["c_td_mean"] <= 1 for b in base.values())
     assert "Dynamic-DeepHit" in m["published_reference"]["reference"]
+    # The card quotes what the code quotes (the published figures are not re-measured, only carried).
+    assert m["published_reference"] == json.loads(json.dumps(PUBLISHED))
     assert "transplant" in card.preprocessing.details["target"]
     assert card.versus_baseline is not None and card.versus_baseline.reference.startswith("cox_")
     assert card.preprocessing.details["feature_names"] == list(patients.FEATURES)
