@@ -18,6 +18,7 @@ COMMANDS = {
     Capability.TRANSLATE: ["translate", "{name}", "Cannot open file"],
     Capability.TRANSCRIBE: ["transcribe", "{name}", "x.wav"],
     Capability.LISTEN: ["listen", "{name}", "--input", "x.wav"],
+    Capability.CLASSIFY_AUDIO: ["classify-audio", "{name}", "x.wav"],
 }
 PAIRS = [
     (capability, name)

@@ -38,6 +38,7 @@ __all__ = [
     "compose",
     "transcribe",
     "listen",
+    "classify_audio",
     "generate",
     "classify_text",
     "translate",
@@ -142,6 +143,17 @@ def listen(name: str, wav_path: str | Path) -> list[dict]:
 
     p = _predictor_for(name, Capability.LISTEN)
     return listen_wave(p.stepper, p.card, load_audio(wav_path, p.card))
+
+
+def classify_audio(name: str, wav_paths: str | Path | list[str | Path]) -> list[dict]:
+    """Which word each WAV file (any sample rate) says, by a spoken-word classifier such as
+    ``spoken-words-bigru``: one ``{"file", "label", "probability", "probabilities"}`` per file, in order;
+    `zoo.audio.AudioError` (a ValueError) for unusable audio."""
+    from zoo.speech import classify_wave, load_audio
+
+    p = _predictor_for(name, Capability.CLASSIFY_AUDIO)
+    paths = [wav_paths] if isinstance(wav_paths, (str, Path)) else list(wav_paths)
+    return [{"file": str(f), **classify_wave(p.model, p.card, load_audio(f, p.card))} for f in paths]
 
 
 def generate(

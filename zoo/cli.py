@@ -214,6 +214,25 @@ def _long_enough(path: str, card: cards.Card) -> None:
         raise UserError(f"{path} holds {len(wave) / rate * 1000:.1f} ms of audio; a spoken word needs more")
 
 
+def cmd_classify_audio(args: argparse.Namespace) -> int:
+    require(args.name, Capability.CLASSIFY_AUDIO)
+    card = zoo.card(args.name)
+    n_words = len(card.class_names or [])
+    if not 1 <= args.top <= n_words:
+        raise UserError(f"--top must be between 1 and {n_words} (got {args.top})")
+    for wav in args.wavs:
+        _long_enough(wav, card)
+    results = zoo.classify_audio(args.name, args.wavs)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    for r in results:
+        others = list(r["probabilities"].items())[1 : args.top]
+        rest = "".join(f"  {word} {p:.3f}" for word, p in others)
+        print(f"{r['file']}: {r['label']} (p={r['probability']:.3f}){'  next:' + rest if rest else ''}")
+    return 0
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     require(args.name, Capability.LISTEN)
     _long_enough(args.input, zoo.card(args.name))
@@ -524,6 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("wav", help="WAV file, any sample rate (mono or stereo)")
     p.add_argument("--beam-width", type=int, default=16, help="CTC beam width (0: greedy)")
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser(
+        "classify-audio",
+        help="which word each WAV file says (a spoken-word classifier, e.g. spoken-words-bigru)",
+        description="Label each WAV file with the word it says and its probability, then the runners-up. "
+        "One word per file, any sample rate (resampled to the model's), mono or stereo; up to the card's "
+        "clip length (1.2 s for spoken-words-bigru) is read after a short lead of silence.",
+    )
+    p.add_argument("name")
+    p.add_argument("wavs", nargs="+", metavar="FILE.wav", help="one or more WAV files")
+    p.add_argument("--top", type=int, default=3, help="words to print per file, best first (default 3)")
+    p.add_argument("--json", action="store_true", help="print every word's probability as JSON")
+    p.set_defaults(func=cmd_classify_audio)
 
     p = sub.add_parser("listen", help="run a keyword spotter over a WAV file as a stream; print detections")
     p.add_argument("name")

@@ -59,6 +59,9 @@ class Capability(StrEnum):
     TRANSLATE = "translate"  # English -> French (`rnnzoo translate`, `zoo.translate`)
     TRANSCRIBE = "transcribe"  # digits in a WAV file (`rnnzoo transcribe`, `zoo.transcribe`)
     LISTEN = "listen"  # spot a keyword in a WAV stream (`rnnzoo listen`, `zoo.listen`)
+    CLASSIFY_AUDIO = (
+        "classify-audio"  # which word a WAV clip says (`rnnzoo classify-audio`, `zoo.classify_audio`)
+    )
 
 
 SENSOR = frozenset({Capability.PREDICT, Capability.STREAM})
@@ -197,6 +200,7 @@ _SPECS += [
         arch=Architecture(cell="gru", units=96, layers=2, bidirectional=True, dropout=0.2),
         recipe=Recipe(epochs=40, batch_size=32, learning_rate=2e-3, patience=8),
         summary="Speech: which of 20 words (digits, commands) a 1.2 s clip says, on voices never heard in training",
+        capabilities=SENSOR | {Capability.CLASSIFY_AUDIO},
     ),
     ModelSpec(
         name="keyword-seven-gru",

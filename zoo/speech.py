@@ -1,6 +1,8 @@
-"""Speech inference: digits from a WAV file (CTC decoding) and a keyword spotted in a stream of audio frames.
+"""Speech inference: the word a clip says, digits from a WAV file (CTC decoding) and a keyword spotted in a
+stream of audio frames.
 
-What `zoo.transcribe`, `zoo.listen` and the `rnnzoo transcribe / listen` commands run; the speech tasks
+What `zoo.classify_audio`, `zoo.transcribe`, `zoo.listen` and the `rnnzoo classify-audio / transcribe / listen`
+commands run; the speech tasks
 (`zoo.tasks.speech`) use the same decoding to score their test splits.
 """
 
@@ -52,6 +54,41 @@ def listen_wave(stepper: StepModel, card: Card, wave: np.ndarray, chunk_seconds:
                 quiet_until = t + refractory
             t += 1
     return detections
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Isolated words.
+
+# Silence before the word on the clip: inside the 0-0.2 s range the training clips were placed at.
+CLIP_LEAD_SECONDS = 0.1
+
+
+def word_clip(wave: np.ndarray, card: Card) -> np.ndarray:
+    """``wave`` laid on the model's clip as in training: a short lead of silence, then the audio, padded with
+    silence (or cut) to the card's ``clip_seconds``."""
+    rate = sample_rate(card)
+    length = int(float(card.preprocessing.details["clip_seconds"]) * rate)
+    lead = int(CLIP_LEAD_SECONDS * rate)
+    clip = np.zeros(length, dtype="float32")
+    piece = np.asarray(wave, "float32")[: length - lead]
+    clip[lead : lead + len(piece)] = piece
+    return clip
+
+
+def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
+    """Which of the card's words ``wave`` (mono, at the front end's rate) says.
+
+    Returns ``{"label", "probability", "probabilities"}``; ``probabilities`` maps every word to its
+    probability, most likely first.
+    """
+    probs = np.asarray(model.predict(front_end(card)(word_clip(wave, card))[None], verbose=0))[0]
+    names = card.class_names or [str(i) for i in range(len(probs))]
+    order = np.argsort(-probs)
+    return {
+        "label": names[order[0]],
+        "probability": float(probs[order[0]]),
+        "probabilities": {names[i]: float(probs[i]) for i in order},
+    }
 
 
 # ------------------------------------------------------------------------------------------------------------
