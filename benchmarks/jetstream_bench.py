@@ -248,13 +248,18 @@ async def recovery(
 
 
 def role_relay(url: str, n_outputs: int) -> None:
-    """The bare relay: per partition a pull consumer; fetch, parse, publish, AckAll the batch. No model."""
+    """The bare relay: per partition a pull consumer read as the worker reads it (same fetch batch, stream
+    position from the ack subject, JSON decode, prediction bytes from the worker's encoder, publish, flush and
+    AckAll every checkpoint interval). No payload checks, model, state or checkpoint."""
     import nats
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
 
+    from streaming.worker import PredictionEncoder, WorkerSettings, stream_position
+
     layout = Layout(PARTITIONS)
-    template = [round(1 / n_outputs, 8)] * n_outputs
+    encoder = PredictionEncoder(n_outputs)
+    settings = WorkerSettings("", "")
 
     async def main() -> None:
         nc = await nats.connect(url)
@@ -264,21 +269,31 @@ def role_relay(url: str, n_outputs: int) -> None:
             config = ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1, ack_wait=30)
             await js.add_consumer(layout.stream_name(p), config, durable_name=f"relay-p{p}")
             sub = await js.pull_subscribe_bind(durable=f"relay-p{p}", stream=layout.stream_name(p))
-            step = 0
+            subjects: dict[str, str] = {}
+            step, last, acked_at = 0, None, time.monotonic()
             while True:
                 try:
-                    msgs = await sub.fetch(512, timeout=0.2)
+                    msgs = await sub.fetch(settings.max_batch, timeout=0.2)
                 except (TimeoutError, NatsTimeout):
-                    continue
-                for m in msgs:
-                    json.loads(m.data)
-                    device = layout.device_of(m.subject)
-                    body = {"seq": m.metadata.sequence.stream, "step": step, "outputs": template}
-                    await nc.publish(f"predictions.{device}.relay", json.dumps(body).encode())
-                    step += 1
+                    msgs = []
                 if msgs:
+                    seqs = []
+                    for m in msgs:
+                        json.loads(m.data)
+                        seqs.append(stream_position(m.reply)[0])
+                    outputs = np.full((len(msgs), n_outputs), 1 / n_outputs, dtype=np.float32)
+                    bodies = encoder.encode(seqs, list(range(step, step + len(msgs))), outputs)
+                    step += len(msgs)
+                    for m, body in zip(msgs, bodies, strict=True):
+                        subject = subjects.get(m.subject)
+                        if subject is None:
+                            subject = subjects[m.subject] = f"predictions.{layout.device_of(m.subject)}.relay"
+                        await nc.publish(subject, body)
+                    last = msgs[-1]
+                if last is not None and time.monotonic() - acked_at >= settings.checkpoint_interval_s:
                     await nc.flush()
-                    await msgs[-1].ack()
+                    await last.ack()
+                    last, acked_at = None, time.monotonic()
 
         await asyncio.gather(*(one(p) for p in range(PARTITIONS)))
 

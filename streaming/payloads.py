@@ -9,6 +9,10 @@ Accepted forms (F = the model's number of features):
 
 A payload is accepted or refused whole: a SenML pack with one bad record is refused with that record named,
 so a reading is never built from part of a measurement.
+
+`parse_many` parses a batch of payloads with the same result as `parse` on each, checking the common forms
+(an array of F numbers, `{"values": [...], "t": ...}`) with a few array operations over the whole batch; every
+payload those checks do not pass outright goes through `parse` itself, so the reason it is refused is the same.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
+
+import numpy as np
 
 DEFAULT_MAX_BYTES = 64 * 1024
 FLOAT32_MAX = 3.4028234663852886e38
@@ -165,3 +172,126 @@ def parse_senml(records: list, n_features: int, names: Sequence[str] | None = No
             values = [v for _, _, v in recs]
         readings.append(Reading(check_values(values, n_features), t if t != 0.0 else None))
     return readings
+
+
+_NUMBER_TYPES = {float, int}
+
+
+@dataclass
+class ParsedBatch:
+    """The readings of a batch of payloads, in payload order (a SenML pack's readings in its order).
+
+    Row r of `values` is reading r; `source[r]` is the index of its payload, `part[r]` its place in the
+    payload (-1 when the payload held one reading) and `t[r]` its own timestamp. `errors` maps the index of
+    each refused payload to the PayloadError `parse` raises for it.
+    """
+
+    values: np.ndarray  # [R, F] float64
+    source: list[int] = field(default_factory=list)
+    part: list[int] = field(default_factory=list)
+    t: list[float | None] = field(default_factory=list)
+    errors: dict[int, PayloadError] = field(default_factory=dict)
+
+
+def parse_many(
+    payloads: Sequence[bytes],
+    n_features: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    senml_names: Sequence[str] | None = None,
+) -> ParsedBatch:
+    """`parse` over a batch: the same readings and the same refusals, at a fraction of the cost per payload.
+
+    The fast path only accepts what `parse` would accept with certainty: F values that are all JSON numbers
+    (bool and str excluded by exact type), each strictly inside float32 range (which also refuses NaN and
+    infinity), and a timestamp `_check_time` accepts. Anything else, including a value exactly at the float32
+    limit (an integer just above it rounds onto it as a float), goes to `parse` for the exact verdict.
+    Never raises: an unexpected failure on one payload is that payload's PayloadError("internal error")."""
+    rows: list[list] = []
+    row_src: list[int] = []
+    row_t: list[float | None] = []
+    slow: list[int] = []
+    for i, payload in enumerate(payloads):
+        if len(payload) > max_bytes:
+            slow.append(i)
+            continue
+        try:
+            obj = json.loads(payload)
+        except Exception:  # noqa: BLE001 - not JSON, too deep: `parse` says which
+            slow.append(i)
+            continue
+        t = None
+        if type(obj) is dict:
+            values = obj.get("values")
+            if "t" in obj:
+                try:
+                    t = _check_time(obj["t"])
+                except PayloadError:
+                    slow.append(i)  # `parse` checks the values first: let it pick the reason
+                    continue
+        else:
+            values = obj
+        if type(values) is not list or len(values) != n_features or (values and type(values[0]) is dict):
+            slow.append(i)
+            continue
+        rows.append(values)
+        row_src.append(i)
+        row_t.append(t)
+    good = _vetted_rows(rows)
+    fast = [r for r, ok in enumerate(good) if ok]
+    slow.extend(row_src[r] for r in range(len(rows)) if not good[r])
+    values = np.array([rows[r] for r in fast], dtype=np.float64).reshape(len(fast), n_features)
+    source = [row_src[r] for r in fast]
+    part = [-1] * len(fast)
+    times = [row_t[r] for r in fast]
+    errors: dict[int, PayloadError] = {}
+    extra: list[list[float]] = []
+    for i in sorted(slow):
+        try:
+            readings = parse(payloads[i], n_features, max_bytes, senml_names)
+        except PayloadError as err:
+            errors[i] = err
+            continue
+        except Exception as err:  # noqa: BLE001 - a bug here must cost one payload, not the batch
+            errors[i] = PayloadError("internal error", type(err).__name__)
+            continue
+        for k, reading in enumerate(readings):
+            extra.append(reading.values)
+            source.append(i)
+            part.append(k if len(readings) > 1 else -1)
+            times.append(reading.t)
+    if extra:  # slow-path readings go back to their payloads' places: a device's readings stay in order
+        values = np.concatenate([values, np.array(extra, dtype=np.float64)])
+        order = np.argsort(np.array(source), kind="stable").tolist()
+        values = values[order]
+        source = [source[r] for r in order]
+        part = [part[r] for r in order]
+        times = [times[r] for r in order]
+    return ParsedBatch(values, source, part, times, errors)
+
+
+def _vetted_rows(rows: list[list]) -> list[bool]:
+    """For each row of values: True when `check_values` would certainly accept it as it stands."""
+    if not rows:
+        return []
+    if set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        numeric = [True] * len(rows)
+    else:
+        numeric = [set(map(type, row)) <= _NUMBER_TYPES for row in rows]
+    good = list(numeric)
+    candidates = [r for r, ok in enumerate(numeric) if ok]
+    if not candidates:
+        return good
+    try:
+        arr = np.array([rows[r] for r in candidates], dtype=np.float64)
+    except OverflowError:  # an integer beyond float64: find it row by row
+        arr = np.full((len(candidates), len(rows[candidates[0]])), np.inf)
+        for k, r in enumerate(candidates):
+            try:
+                arr[k] = rows[r]
+            except OverflowError:
+                pass
+    # Strictly inside: NaN compares False, infinity and anything at or past the limit go to `parse`.
+    inside = (np.abs(arr) < FLOAT32_MAX).all(axis=1).tolist()
+    for k, r in enumerate(candidates):
+        good[r] = inside[k]
+    return good

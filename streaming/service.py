@@ -37,6 +37,7 @@ from streaming.logs import LogBudget
 from streaming.models import ServedModel, serve_model
 from streaming.payloads import PayloadError, Reading, parse
 from streaming.state import FULL, RATE_LIMITED, SnapshotError, StateTable, load_snapshot, save_snapshot
+from zoo.step import one_blas_thread
 
 if TYPE_CHECKING:
     from streaming.health import HealthServer
@@ -407,14 +408,7 @@ class Service:
     def run(self) -> None:
         """Connect and serve until stop(). Raises BrokerUnreachable if the first connection never succeeds,
         OSError if the metrics port cannot be bound."""
-        try:
-            # One BLAS thread: micro-batch matmuls are small, and a second BLAS thread fighting the broker and
-            # the network for 2 cores made a 512-row step 7x slower in measurement.
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(1)
-        except ImportError:
-            pass
+        one_blas_thread()
         self._running = True
         self._beat = time.monotonic()
         try:

@@ -48,30 +48,76 @@ import numpy as np
 
 from streaming.checkpoint import CheckpointStore, Fenced
 from streaming.jetstream import Layout, LayoutError, ensure_stream, mapping_config, token_safe
-from streaming.payloads import DEFAULT_MAX_BYTES, PayloadError, Reading, parse
+from streaming.payloads import DEFAULT_MAX_BYTES, parse_many
 from streaming.state import FULL, SnapshotError, StateTable
+from zoo.step import one_blas_thread
 
 log = logging.getLogger("streaming.worker")
 
 REJECTED_DEVICE = "_rejected"
+ROUTE_CACHE = 100_000  # subjects whose device and prediction subject are remembered
 
 
-def _ack_tokens(msg: Any) -> list[str]:
-    """The tokens of a JetStream message's ack subject that follow the consumer name: delivered, stream
-    sequence, consumer sequence, timestamp (ns), pending. `$JS.ACK.<stream>.<consumer>.…` (9 tokens) or, from
-    servers with domains, `$JS.ACK.<domain>.<account>.<stream>.<consumer>.…` (12 or more)."""
-    tokens = msg.reply.split(".")
-    return tokens[4:] if len(tokens) == 9 else tokens[6:]
+def stream_position(reply: str) -> tuple[int, int]:
+    """(stream sequence, time the stream stored it in ns) of a JetStream message, read once from its ack subject
+    (cheaper than nats-py's metadata): `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`
+    (9 tokens) or, from servers with domains, `$JS.ACK.<domain>.<account>.<stream>.<consumer>.…` (12 or more)."""
+    tokens = reply.split(".")
+    base = 4 if len(tokens) == 9 else 6
+    return int(tokens[base + 1]), int(tokens[base + 3])
 
 
-def stream_sequence(msg: Any) -> int:
-    """A JetStream message's stream sequence, read from its ack subject (cheaper than nats-py's metadata)."""
-    return int(_ack_tokens(msg)[1])
+class PredictionEncoder:
+    """Prediction messages, byte for byte what `json.dumps` makes of {"seq", "step", "outputs", ["reading"],
+    ["label"], ["t"]}, from one %-template per output width: a dict and the generic encoder per reading cost
+    more than the step itself. Floats go through `%r`, which is `float.__repr__`, as in `json.dumps`.
+
+    Args:
+        n_outputs: K, the width of one output row.
+        class_names: the label of each output (None: no "label" key).
+    """
+
+    def __init__(self, n_outputs: int, class_names: list[str] | None = None):
+        self.head = '{"seq": %d, "step": %d, "outputs": [' + ", ".join(["%r"] * n_outputs) + "]"
+        self.labels = [', "label": ' + json.dumps(name) for name in class_names] if class_names else None
+
+    def encode(
+        self,
+        seqs: list[int],
+        steps: list[int],
+        outputs: np.ndarray,
+        parts: list[int] | None = None,
+        times: list[float | None] | None = None,
+    ) -> list[bytes]:
+        """One message per row of `outputs` (finite, [n, K]): outputs rounded to 8 decimals; `parts[i]` >= 0
+        adds "reading" (the i-th reading of a SenML pack), a `times[i]` that is not None adds "t"."""
+        rows = np.round(outputs.astype(np.float64), 8).tolist()
+        labels = np.argmax(outputs, axis=1).tolist() if self.labels else None
+        head, names = self.head, self.labels
+        out = []
+        for i, row in enumerate(rows):
+            text = head % (seqs[i], steps[i], *row)
+            if parts is not None and parts[i] >= 0:
+                text += f', "reading": {parts[i]}'
+            if names is not None:
+                text += names[labels[i]]  # type: ignore[index]
+            if times is not None and times[i] is not None:
+                text += f', "t": {times[i]!r}'
+            out.append((text + "}").encode())
+        return out
 
 
-def stream_time(msg: Any) -> float:
-    """The time the stream stored the message, in seconds since the epoch."""
-    return int(_ack_tokens(msg)[3]) / 1e9
+def wave_index(slots: np.ndarray) -> np.ndarray:
+    """For each reading of a batch (its device's slot, in stream order): how many readings of the same device
+    come before it in the batch, i.e. the wave that steps it. A wave holds each device at most once."""
+    n = len(slots)
+    order = np.argsort(slots, kind="stable")
+    ordered = slots[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    wave = np.empty(n, dtype=np.int64)
+    wave[order] = np.arange(n) - run_start
+    return wave
 
 
 @dataclass
@@ -132,6 +178,8 @@ class Worker:
         self.counters: dict[str, int] = {"readings": 0, "skipped": 0, "errors": 0, "checkpoints": 0}
         self._stop = asyncio.Event()
         self._outbox: list[tuple[str, bytes]] = []
+        self._routes: dict[str, tuple[str, str | None, str]] = {}
+        self.encoder = PredictionEncoder(served.engine.n_outputs, served.class_names)
         self._member_count = 1
         self.nc: Any = None
 
@@ -313,16 +361,17 @@ class Worker:
                     msgs = await sub.fetch(self.settings.max_batch, timeout=0.2)
                 except (TimeoutError, NatsTimeout):
                     msgs = []
-                fresh = []
+                fresh, positions = [], []
                 for m in msgs:
-                    seq = stream_sequence(m)
-                    if seq <= applied:
+                    position = stream_position(m.reply)
+                    if position[0] <= applied:
                         self.counters["skipped"] += 1
                         continue
-                    applied = seq
+                    applied = position[0]
                     fresh.append(m)
+                    positions.append(position)
                 if fresh:
-                    self._step_batch(table, fresh)
+                    self._step_batch(table, fresh, positions)
                     await self._send()
                     last_msg = fresh[-1]
                 if (
@@ -353,85 +402,111 @@ class Worker:
 
     # -- stepping -----------------------------------------------------------------------------------------
 
-    def _step_batch(self, table: StateTable, msgs: list[Any]) -> None:
-        """Parse and step one fetched batch in waves (each device's k-th reading in wave k), publishing a
-        prediction per reading. A bad reading is answered on the error subject and counts as done."""
-        waves: list[list[tuple[int, str, Reading, int, int]]] = []
-        seen: dict[int, int] = {}
-        now = 0.0
-        for m in msgs:
-            seq = stream_sequence(m)
-            # The stream's timestamp, not the wall clock: a replay must see the same times.
-            now = stream_time(m)
-            device = self.layout.device_of(m.subject)
-            try:
-                refused = self._refuse_device(device)
-                if refused:
-                    self._error(REJECTED_DEVICE, m.subject[:200], seq, "bad device id", refused)
-                    continue
-                readings = parse(m.data, self.engine.n_features, self.settings.max_payload_bytes)
-            except PayloadError as err:
-                self._error(device, m.subject, seq, err.reason, err.detail)
+    def _step_batch(self, table: StateTable, msgs: list[Any], positions: list[tuple[int, int]]) -> None:
+        """Parse and step one fetched batch (stream order; `positions` their (sequence, time in ns)) in waves —
+        each device's k-th reading of the batch in wave k, one engine call per wave — and queue one prediction
+        per reading, in stream order. A bad reading is answered on the error subject and counts as done."""
+
+        def refuse(j: int, subject: str, reason: str, detail: str) -> None:
+            self._error(self._route(msgs[j].subject)[0], subject, positions[j][0], reason, detail)
+
+        accepted: list[int] = []  # messages whose device id is acceptable
+        for j, m in enumerate(msgs):
+            refused = self._route(m.subject)[1]
+            if refused:
+                self._error(REJECTED_DEVICE, m.subject[:200], positions[j][0], "bad device id", refused)
+            else:
+                accepted.append(j)
+        batch = parse_many(
+            [msgs[j].data for j in accepted], self.engine.n_features, self.settings.max_payload_bytes
+        )
+        for i, err in batch.errors.items():
+            refuse(accepted[i], msgs[accepted[i]].subject, err.reason, err.detail)
+        rows: list[int] = []  # readings (rows of batch.values) that got a slot
+        owner: list[int] = []  # the message of each
+        slots: list[int] = []
+        for r, i in enumerate(batch.source):
+            j = accepted[i]
+            # The stream's timestamps, not the wall clock: a replay must see the same times.
+            slot = table.slot(self._route(msgs[j].subject)[0], positions[j][1] / 1e9)
+            if slot == FULL:
+                limit = f"max_devices={table.max_devices}"
+                refuse(j, msgs[j].subject, "device limit reached", limit)
                 continue
-            except Exception as err:  # noqa: BLE001 - no message may stop the partition
-                log.exception("unexpected failure on a reading of %r", device[:200])
-                self._error(device, m.subject[:200], seq, "internal error", type(err).__name__)
-                continue
-            for i, reading in enumerate(readings):
-                slot = table.slot(device, now)
-                if slot == FULL:
-                    self._error(
-                        device, m.subject, seq, "device limit reached", f"max_devices={table.max_devices}"
-                    )
-                    continue
-                k = seen.get(slot, 0)
-                seen[slot] = k + 1
-                if k == len(waves):
-                    waves.append([])
-                waves[k].append((slot, device, reading, seq, i if len(readings) > 1 else -1))
-        for wave in waves:
+            rows.append(r)
+            owner.append(j)
+            slots.append(slot)
+        if not rows:
+            return
+        now = positions[-1][1] / 1e9
+        slot_of = np.array(slots, dtype=np.int64)
+        x = batch.values[rows].astype(np.float32)  # what the device sent, as the float32 Keras reads
+        outputs = np.zeros((len(rows), self.engine.n_outputs), dtype=np.float32)
+        steps = np.zeros(len(rows), dtype=np.int64)  # -1: refused as non-finite
+        done = np.zeros(len(rows), dtype=bool)
+        waves = wave_index(slot_of)
+        for w in range(int(waves.max()) + 1):
+            idx = np.flatnonzero(waves == w)
             try:
-                self._step_wave(table, wave, now)
+                self._step_wave(table, slot_of[idx], x[idx], now, idx, outputs, steps, done)
             except Exception as err:  # noqa: BLE001 - a replay would fail the same way: answer, move on
-                log.exception("stepping a wave of %d readings failed (the partition goes on)", len(wave))
-                for _, device, _, seq, _ in wave:
-                    self._error(device, "", seq, "internal error", type(err).__name__)
+                log.exception("stepping a wave of %d readings failed (the partition goes on)", len(idx))
+                for k in idx.tolist():
+                    refuse(owner[k], "", "internal error", type(err).__name__)
+        for k in np.flatnonzero(steps < 0).tolist():
+            refuse(owner[k], "", "non-finite result", "the reading drives the model out of range")
+        keep = np.flatnonzero(done).tolist()
+        if not keep:
+            return
+        source = [owner[k] for k in keep]
+        bodies = self.encoder.encode(
+            [positions[j][0] for j in source],
+            steps[keep].tolist(),
+            outputs[keep],
+            [batch.part[rows[k]] for k in keep],
+            [batch.t[rows[k]] for k in keep],
+        )
+        outbox = self._outbox
+        for j, body in zip(source, bodies, strict=True):
+            outbox.append((self._route(msgs[j].subject)[2], body))
+        self.counters["readings"] += len(keep)
 
     def _step_wave(
-        self, table: StateTable, wave: list[tuple[int, str, Reading, int, int]], now: float
+        self,
+        table: StateTable,
+        slots: np.ndarray,
+        x: np.ndarray,
+        now: float,
+        idx: np.ndarray,
+        outputs: np.ndarray,
+        steps: np.ndarray,
+        done: np.ndarray,
     ) -> None:
-        slots = np.fromiter((w[0] for w in wave), dtype=np.int64, count=len(wave))
-        x = np.array([w[2].values for w in wave], dtype=np.float32)
-        steps = table.steps[slots]
-        outputs, new_state = self.engine.advance(x, table.state[slots], steps)
-        finite = np.isfinite(new_state).all(axis=1) & np.isfinite(outputs).all(axis=1)
-        for i in np.flatnonzero(~finite).tolist():
-            _, device, _, seq, _ = wave[i]
-            self._error(device, "", seq, "non-finite result", "the reading drives the model out of range")
-        keep = np.flatnonzero(finite)
-        if len(keep) == 0:
-            return
-        table.commit(slots[keep], new_state[keep], now)
-        names = self.served.class_names
-        rows = np.round(outputs[keep].astype(np.float64), 8).tolist()
-        labels = np.argmax(outputs[keep], axis=1).tolist() if names else None
-        step_list = steps[keep].tolist()
-        for j, i in enumerate(keep.tolist()):
-            _, device, reading, seq, part = wave[i]
-            msg: dict[str, Any] = {"seq": seq, "step": step_list[j], "outputs": rows[j]}
-            if part >= 0:
-                msg["reading"] = part  # the i-th reading of a SenML pack: the key is (seq, reading)
-            if names is not None:
-                msg["label"] = names[labels[j]]
-            if reading.t is not None:
-                msg["t"] = reading.t
-            subject = self.settings.output_subject.format(device=device, model=self.model_token)
-            self._publish(subject, json.dumps(msg, allow_nan=False).encode())
-        self.counters["readings"] += len(keep)
+        """Step one wave (distinct slots) and commit the rows whose result is finite; fill `outputs`, `steps`
+        and `done` at `idx` for those, and mark the others with step -1 (refused, state kept)."""
+        before = table.steps[slots]
+        out, new_state = self.engine.advance(x, table.state[slots], before)
+        finite = np.isfinite(new_state).all(axis=1) & np.isfinite(out).all(axis=1)
+        table.commit(slots[finite], new_state[finite], now)
+        outputs[idx[finite]] = out[finite]
+        steps[idx] = np.where(finite, before, -1)
+        done[idx[finite]] = True
 
     def _publish(self, subject: str, payload: bytes) -> None:
         # Stepping is plain code; the answers wait here and `_send` hands them to the client after each batch.
         self._outbox.append((subject, payload))
+
+    def _route(self, subject: str) -> tuple[str, str | None, str]:
+        """(device, why its id is refused or None, its predictions' subject) for a reading's subject. Cached:
+        a device sends on one subject again and again; a flood of made-up ids only empties the cache."""
+        route = self._routes.get(subject)
+        if route is None:
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            device = self.layout.device_of(subject)
+            out = self.settings.output_subject.format(device=device, model=self.model_token)
+            route = self._routes[subject] = (device, self._refuse_device(device), out)
+        return route
 
     async def _send(self) -> None:
         outbox, self._outbox = self._outbox, []
@@ -459,6 +534,7 @@ class Worker:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until stop(): rebalance every third of the lease TTL; on stop checkpoint and release all."""
+        one_blas_thread()
         await self.connect()
         log.info(
             "worker %s joined group %s (%d partitions, streams %s_P*)",

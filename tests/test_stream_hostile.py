@@ -18,7 +18,7 @@ from conftest import publisher, start_service, stop_service, tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming.payloads import FLOAT32_MAX, PayloadError, parse
+from streaming.payloads import FLOAT32_MAX, PayloadError, parse, parse_many
 
 HUGE = int("9" * 400)  # a 400-digit integer: float() of it raises OverflowError
 # Brief in CI; longer by hand: RNNZOO_FUZZ_EXAMPLES=20000 pytest tests/test_stream_hostile.py -k fuzzed
@@ -98,6 +98,60 @@ def test_fuzzed_payloads_parse_to_valid_readings_or_a_payload_error(raw: bytes) 
     for r in readings:
         assert len(r.values) == 3 and all(type(v) is float and abs(v) <= FLOAT32_MAX for v in r.values)
         assert r.t is None or math.isfinite(r.t)
+
+
+def _one_by_one(payloads: list[bytes]) -> tuple[list, dict]:
+    """What `parse` says of each payload: (reading rows (payload, part, values, t), payload → (reason, detail))."""
+    readings, errors = [], {}
+    for i, raw in enumerate(payloads):
+        try:
+            got = parse(raw, 3)
+        except PayloadError as err:
+            errors[i] = (err.reason, err.detail)
+            continue
+        readings += [(i, k if len(got) > 1 else -1, r.values, r.t) for k, r in enumerate(got)]
+    return readings, errors
+
+
+def _assert_batch_equals_one_by_one(payloads: list[bytes]) -> None:
+    batch = parse_many(payloads, 3)
+    readings, errors = _one_by_one(payloads)
+    assert {i: (e.reason, e.detail) for i, e in batch.errors.items()} == errors
+    assert batch.values.shape == (len(readings), 3)
+    got = list(zip(batch.source, batch.part, batch.values.tolist(), batch.t, strict=True))
+    assert got == readings
+
+
+three_numbers = st.lists(
+    st.one_of(
+        st.integers(), st.floats(), st.booleans(), st.sampled_from([FLOAT32_MAX, int(FLOAT32_MAX) + 1])
+    ),
+    min_size=3,
+    max_size=3,
+)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            json_values.map(lambda v: json.dumps(v).encode()),
+            st.binary(max_size=64),
+            three_numbers.map(lambda v: json.dumps(v).encode()),
+            three_numbers.map(lambda v: json.dumps({"values": v, "t": 5}).encode()),
+        ),
+        max_size=8,
+    )
+)
+def test_batch_parsing_equals_parsing_each_payload(payloads: list[bytes]) -> None:
+    """The JetStream worker's `parse_many` takes a shortcut for the common forms; it must accept and refuse
+    exactly what `parse` does, with the same reason and detail, readings in payload order."""
+    _assert_batch_equals_one_by_one(payloads)
+
+
+def test_batch_parsing_of_the_attackers_payloads() -> None:
+    edge = [[int(FLOAT32_MAX) + 1, 0, 0], [int(FLOAT32_MAX), 0, 0], [FLOAT32_MAX, 0, 0], [1, 2, 3]]
+    _assert_batch_equals_one_by_one(hostile_payloads() + [json.dumps(v).encode() for v in edge])
 
 
 # -- the running service ----------------------------------------------------------------------------------------

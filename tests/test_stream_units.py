@@ -11,6 +11,7 @@ from conftest import offline, tiny_model
 from streaming.config import ConfigError, from_dict
 from streaming.payloads import PayloadError, parse
 from streaming.state import FULL, StateTable, load_snapshot, save_snapshot
+from streaming.worker import PredictionEncoder, wave_index
 from zoo.step import StepModel
 
 
@@ -154,3 +155,35 @@ def test_runtime_setting_and_swap() -> None:
         with_runtime(served, "tpu")
     with pytest.raises(ConfigError, match="runtime must be"):
         validate(from_dict({"service": {"runtime": "tpu"}, "bindings": [{"topic": "s/+/x", "model": "m"}]}))
+
+
+def test_prediction_encoder_writes_what_json_dumps_writes() -> None:
+    """The worker's templated prediction bytes equal json.dumps of the message dict, key for key."""
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=(5, 3)).astype(np.float32) * np.float32(1e-3) ** rng.integers(0, 4, (5, 1))
+    outputs[0, 0] = -0.0
+    names = ["walk", 'up "stairs"', "naïve"]
+    seqs, steps, parts, times = (
+        [1, 2, 3, 4, 10**12],
+        [0, 5, 6, 7, 8],
+        [-1, 0, 1, -1, -1],
+        [None, 1.5, 2e16, None, 3.0],
+    )
+    for class_names in (None, names):
+        got = PredictionEncoder(3, class_names).encode(seqs, steps, outputs, parts, times)
+        rows = np.round(outputs.astype(np.float64), 8).tolist()
+        for i, body in enumerate(got):
+            msg: dict = {"seq": seqs[i], "step": steps[i], "outputs": rows[i]}
+            if parts[i] >= 0:
+                msg["reading"] = parts[i]
+            if class_names:
+                msg["label"] = class_names[int(np.argmax(outputs[i]))]
+            if times[i] is not None:
+                msg["t"] = times[i]
+            assert body == json.dumps(msg, allow_nan=False).encode()
+
+
+def test_wave_index_counts_each_devices_earlier_readings() -> None:
+    slots = np.array([4, 2, 4, 4, 7, 2, 0])
+    assert wave_index(slots).tolist() == [0, 0, 1, 2, 0, 1, 0]
+    assert wave_index(np.array([], dtype=np.int64)).tolist() == []
