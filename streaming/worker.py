@@ -56,6 +56,11 @@ log = logging.getLogger("streaming.worker")
 
 REJECTED_DEVICE = "_rejected"
 ROUTE_CACHE = 100_000  # subjects whose device and prediction subject are remembered
+# Test hook: RNNZOO_WORKER_CRASH="<point>:<n>" makes a worker SIGKILL itself the n-th time it reaches <point>,
+# so tests can crash it at the moments hardest to survive, every run alike: "stepped" (a batch's predictions
+# handed to the client, its state changed, nothing checkpointed) and "checkpointed" (the checkpoint is durable,
+# the stream not yet acknowledged up to it).
+CRASH_ENV = "RNNZOO_WORKER_CRASH"
 
 
 def stream_position(reply: str) -> tuple[int, int]:
@@ -182,6 +187,8 @@ class Worker:
         self.encoder = PredictionEncoder(served.engine.n_outputs, served.class_names)
         self._member_count = 1
         self.nc: Any = None
+        point, _, count = os.environ.get(CRASH_ENV, "").partition(":")
+        self._crash_point, self._crash_countdown = point, int(count or 1)
 
     # -- setup --------------------------------------------------------------------------------------------
 
@@ -374,6 +381,7 @@ class Worker:
                     self._step_batch(table, fresh, positions)
                     await self._send()
                     last_msg = fresh[-1]
+                    self._crash_test_hook("stepped")
                 if (
                     applied > covered
                     and time.monotonic() - checkpointed_at >= self.settings.checkpoint_interval_s
@@ -396,9 +404,17 @@ class Worker:
         await self.nc.flush()
         revision = await self.checkpoints.save(p, table, seq, revision)
         self.counters["checkpoints"] += 1
+        self._crash_test_hook("checkpointed")
         if last_msg is not None:
             await last_msg.ack()  # AckAll: every reading up to `seq` is done with
         return revision
+
+    def _crash_test_hook(self, point: str) -> None:
+        if point == self._crash_point:
+            self._crash_countdown -= 1
+            if self._crash_countdown <= 0:
+                log.warning("%s=%s: SIGKILL at %r", CRASH_ENV, os.environ.get(CRASH_ENV), point)
+                os.kill(os.getpid(), signal.SIGKILL)
 
     # -- stepping -----------------------------------------------------------------------------------------
 

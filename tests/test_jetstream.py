@@ -18,6 +18,7 @@ import pytest
 from conftest import offline, tiny_model
 
 from streaming.jetstream import Layout, LayoutError, LocalNatsServer, find_nats_server, mapping_config
+from streaming.worker import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
@@ -62,23 +63,43 @@ def nats_server(tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def nats_server_8(tmp_path):
+    """A server whose mapping spreads the devices over 8 partitions."""
+    server = LocalNatsServer(str(tmp_path / "nats8"), Layout(8, group="tiny"))
+    server.start()
+    yield server
+    server.stop()
+
+
 class Workers:
     """`rnnzoo worker` processes of one group, started, killed and stopped by the test."""
 
-    def __init__(self, url: str, model: str, env: dict[str, str], log_dir: Path):
+    def __init__(
+        self, url: str, model: str, env: dict[str, str], log_dir: Path, partitions: int = PARTITIONS
+    ):
         self.url, self.model, self.env, self.log_dir = url, model, env, log_dir
+        self.partitions = partitions
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, crash: str | None = None) -> None:
+        """Start worker `name`; `crash` ("<point>:<n>") makes it SIGKILL itself there (the worker's test hook)."""
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        env = dict(self.env, **({CRASH_ENV: crash} if crash else {}))
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "streaming", "worker", "--nats", self.url, "--model", self.model]
-            + ["--partitions", str(PARTITIONS), "--group", "tiny", "--worker-id", name]
+            + ["--partitions", str(self.partitions), "--group", "tiny", "--worker-id", name]
             + ["--lease-ttl", str(LEASE_TTL), "--checkpoint-interval", "0.2", "--log-level", "debug"],
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def wait_exit(self, name: str, timeout: float) -> int:
+        """Until worker `name` has ended by itself; its exit status (-9: SIGKILL)."""
+        code = self.procs[name].wait(timeout)
+        del self.procs[name]
+        return code
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
@@ -110,9 +131,10 @@ def workers(nats_server, tiny_file, tmp_path):
 class Fleet:
     """Publishes interleaved readings for `devices` devices and collects every prediction and error."""
 
-    def __init__(self, url: str, devices: int, per_device: int, seed: int = 1):
+    def __init__(self, url: str, devices: int, per_device: int, seed: int = 1, partitions: int = PARTITIONS):
         rng = np.random.default_rng(seed)
         self.url = url
+        self.partitions = partitions
         self.devices = [f"dev{i}" for i in range(devices)]
         self.data = {d: rng.normal(size=(per_device, N_FEATURES)).astype(np.float32) for d in self.devices}
         self.order = [(d, t) for t in range(per_device) for d in self.devices]
@@ -140,7 +162,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                await js.stream_info(f"RNNZOO_READINGS_P{PARTITIONS - 1}")
+                await js.stream_info(f"RNNZOO_READINGS_P{self.partitions - 1}")
                 return
             except Exception:  # noqa: BLE001 - not there yet
                 assert time.monotonic() < deadline, "no worker created the stream"
@@ -187,8 +209,9 @@ class Fleet:
             await asyncio.sleep(0.05)
 
     def check(self, model) -> dict[str, int]:
-        """Every device: one prediction per reading (duplicates identical), steps 0..n-1 in stream order,
-        outputs equal to the Keras model run offline over exactly that device's readings."""
+        """Every device: one prediction per reading (duplicates identical), steps 0..n-1 in stream order and
+        first arriving in that order (also while its partition moves between workers), outputs equal to the
+        Keras model run offline over exactly that device's readings."""
         n = len(self.order) // len(self.devices)
         sequences = np.stack([self.data[d] for d in self.devices])
         expected = offline(model, sequences)
@@ -201,6 +224,8 @@ class Fleet:
                     duplicates += 1
                 by_seq[p["seq"]] = p
             ordered = [by_seq[s] for s in sorted(by_seq)]
+            arrival = list(dict.fromkeys(p["seq"] for p in self.predictions[device]))  # first arrivals
+            assert arrival == sorted(arrival), f"{device}: new predictions arrived out of order: {arrival}"
             assert [p["step"] for p in ordered] == list(range(n)), (
                 f"{device}: steps {[p['step'] for p in ordered]}"
             )
@@ -212,7 +237,7 @@ class Fleet:
         await self.nc.drain()
 
 
-async def _checkpointed_steps(url: str) -> dict[str, int]:
+async def _checkpointed_steps(url: str, partitions: int = PARTITIONS) -> dict[str, int]:
     """device → steps in the partitions' checkpoints (what a new owner would resume from)."""
     import nats
 
@@ -223,7 +248,7 @@ async def _checkpointed_steps(url: str) -> dict[str, int]:
     steps: dict[str, int] = {}
     import io
 
-    for p in range(PARTITIONS):
+    for p in range(partitions):
         try:
             entry = await kv.get(f"p{p}")
         except Exception:  # noqa: BLE001 - a partition with no device
@@ -435,3 +460,68 @@ def test_whole_group_killed_and_restarted(nats_server, workers, tiny_file) -> No
     workers.stop_all()
     steps = asyncio.run(_checkpointed_steps(nats_server.url))
     assert steps == {f"dev{i}": 20 for i in range(8)}, steps
+
+
+def test_four_workers_eight_partitions_one_killed_mid_stream(nats_server_8, tiny_file, tmp_path) -> None:
+    """4 workers share 8 partitions of 200 devices; one is SIGKILLed mid-stream and the other three split its
+    two partitions (fair share 3). Every device's state still takes each reading exactly once."""
+    model = tiny_file[2]
+    group = Workers(nats_server_8.url, tiny_file[0], tiny_file[1], tmp_path, partitions=8)
+
+    async def scenario() -> None:
+        fleet = Fleet(nats_server_8.url, devices=200, per_device=12, seed=11, partitions=8)
+        await fleet.connect()
+        for name in "abcd":
+            group.start(name)
+        await fleet.wait_stream()
+        await fleet.wait_owners({name: 2 for name in "abcd"}, timeout=30)
+        await fleet.publish(800)
+        group.kill("c")
+        await fleet.publish(800)
+        deadline = time.monotonic() + LEASE_TTL + 10
+        while (owners := await fleet.owners()).get("c") or sum(owners.values()) != 8:
+            assert time.monotonic() < deadline, f"c's partitions never taken over: {owners}"
+            await asyncio.sleep(0.1)
+        await fleet.publish(len(fleet.order) - fleet.sent)
+        await fleet.wait_all(60)
+        assert fleet.distinct() == 2400, (fleet.distinct(), group.logs())
+        fleet.check(model)
+        await fleet.close()
+
+    try:
+        asyncio.run(scenario())
+        group.stop_all()
+        steps = asyncio.run(_checkpointed_steps(nats_server_8.url, partitions=8))
+        assert steps == {f"dev{i}": 12 for i in range(200)}, steps
+    finally:
+        group.stop_all()
+
+
+@pytest.mark.parametrize("point", ["checkpointed", "stepped"])
+def test_a_worker_killed_inside_a_checkpoint_cycle(point, nats_server, workers, tiny_file) -> None:
+    """The worker's test hook SIGKILLs it at an exact moment: "checkpointed" (the checkpoint is written, the
+    stream not yet acknowledged: the successor must resume from that checkpoint, not from the last
+    acknowledgement) or "stepped" (predictions handed out and state changed, nothing checkpointed: the successor
+    replays). Either way every reading's effect is applied once."""
+    model = tiny_file[2]
+
+    async def scenario() -> None:
+        fleet = Fleet(nats_server.url, devices=8, per_device=30, seed=7)
+        await fleet.connect()
+        workers.start("a", crash=f"{point}:3")
+        workers.start("b")
+        await fleet.wait_stream()
+        await fleet.wait_owners({"a": 2, "b": 2})
+        await fleet.publish(120, pause=0.003)
+        assert workers.wait_exit("a", timeout=20) == -signal.SIGKILL, workers.logs()
+        await fleet.wait_owners({"b": 4}, timeout=LEASE_TTL + 5)
+        await fleet.publish(len(fleet.order) - fleet.sent, pause=0.001)
+        await fleet.wait_all(30)
+        assert fleet.distinct() == 240, (fleet.distinct(), workers.logs())
+        fleet.check(model)
+        await fleet.close()
+
+    asyncio.run(scenario())
+    workers.stop_all()
+    steps = asyncio.run(_checkpointed_steps(nats_server.url))
+    assert steps == {f"dev{i}": 30 for i in range(8)}, steps
