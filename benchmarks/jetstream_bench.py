@@ -4,8 +4,10 @@ One nats-server (JetStream, the partition mapping), started here on free ports. 
 N readings from D devices are stored in the stream first, then the system under test (SUT) starts and the sink
 counts its predictions; readings/s = N / (last prediction - first prediction). SUTs, same run, same server:
 
-    relay       one process, no model: per partition fetch, json.loads, publish a prediction-sized message,
-                ack the batch (AckAll) — the ceiling of consume → publish → ack in Python
+    relay       one process, no model: per partition fetch, json.loads, publish a prediction made by the
+                worker's own encoder, flush and AckAll every second — read, publish and acknowledged exactly as
+                the worker does, minus payload checks, model, state and checkpoints: the ceiling of consume →
+                publish → ack in Python
     worker x1   `rnnzoo worker` (one process owning all partitions): parse, step, publish, checkpoint, ack
     worker x2   `rnnzoo worker --workers 2`: two processes, P/2 partitions each
 

@@ -423,12 +423,14 @@ class Worker:
         each device's k-th reading of the batch in wave k, one engine call per wave — and queue one prediction
         per reading, in stream order. A bad reading is answered on the error subject and counts as done."""
 
+        routes = [self._route(m.subject) for m in msgs]
+
         def refuse(j: int, subject: str, reason: str, detail: str) -> None:
-            self._error(self._route(msgs[j].subject)[0], subject, positions[j][0], reason, detail)
+            self._error(routes[j][0], subject, positions[j][0], reason, detail)
 
         accepted: list[int] = []  # messages whose device id is acceptable
         for j, m in enumerate(msgs):
-            refused = self._route(m.subject)[1]
+            refused = routes[j][1]
             if refused:
                 self._error(REJECTED_DEVICE, m.subject[:200], positions[j][0], "bad device id", refused)
             else:
@@ -444,7 +446,7 @@ class Worker:
         for r, i in enumerate(batch.source):
             j = accepted[i]
             # The stream's timestamps, not the wall clock: a replay must see the same times.
-            slot = table.slot(self._route(msgs[j].subject)[0], positions[j][1] / 1e9)
+            slot = table.slot(routes[j][0], positions[j][1] / 1e9)
             if slot == FULL:
                 limit = f"max_devices={table.max_devices}"
                 refuse(j, msgs[j].subject, "device limit reached", limit)
@@ -482,9 +484,7 @@ class Worker:
             [batch.part[rows[k]] for k in keep],
             [batch.t[rows[k]] for k in keep],
         )
-        outbox = self._outbox
-        for j, body in zip(source, bodies, strict=True):
-            outbox.append((self._route(msgs[j].subject)[2], body))
+        self._outbox += [(routes[j][2], body) for j, body in zip(source, bodies, strict=True)]
         self.counters["readings"] += len(keep)
 
     def _step_wave(
