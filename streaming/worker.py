@@ -428,37 +428,39 @@ class Worker:
         def refuse(j: int, subject: str, reason: str, detail: str) -> None:
             self._error(routes[j][0], subject, positions[j][0], reason, detail)
 
-        accepted: list[int] = []  # messages whose device id is acceptable
-        for j, m in enumerate(msgs):
-            refused = routes[j][1]
-            if refused:
-                self._error(REJECTED_DEVICE, m.subject[:200], positions[j][0], "bad device id", refused)
-            else:
-                accepted.append(j)
+        accepted = [j for j, route in enumerate(routes) if route[1] is None]  # acceptable device ids
+        if len(accepted) < len(msgs):
+            for j, (_, refused, _) in enumerate(routes):
+                if refused is not None:
+                    self._error(
+                        REJECTED_DEVICE, msgs[j].subject[:200], positions[j][0], "bad device id", refused
+                    )
         batch = parse_many(
             [msgs[j].data for j in accepted], self.engine.n_features, self.settings.max_payload_bytes
         )
         for i, err in batch.errors.items():
             refuse(accepted[i], msgs[accepted[i]].subject, err.reason, err.detail)
-        rows: list[int] = []  # readings (rows of batch.values) that got a slot
-        owner: list[int] = []  # the message of each
-        slots: list[int] = []
-        for r, i in enumerate(batch.source):
-            j = accepted[i]
-            # The stream's timestamps, not the wall clock: a replay must see the same times.
-            slot = table.slot(routes[j][0], positions[j][1] / 1e9)
-            if slot == FULL:
-                limit = f"max_devices={table.max_devices}"
-                refuse(j, msgs[j].subject, "device limit reached", limit)
-                continue
-            rows.append(r)
-            owner.append(j)
-            slots.append(slot)
+        owner = [accepted[i] for i in batch.source]  # the message of each reading
+        slot = table.slot
+        # The stream's timestamps, not the wall clock: a replay must see the same times.
+        slots = [slot(routes[j][0], positions[j][1] / 1e9) for j in owner]
+        rows = list(range(len(owner)))  # readings (rows of batch.values) that got a slot
+        if FULL in slots:
+            for r in [r for r in rows if slots[r] == FULL]:
+                refuse(
+                    owner[r],
+                    msgs[owner[r]].subject,
+                    "device limit reached",
+                    f"max_devices={table.max_devices}",
+                )
+            rows = [r for r in rows if slots[r] != FULL]
+            owner, slots = [owner[r] for r in rows], [slots[r] for r in rows]
         if not rows:
             return
         now = positions[-1][1] / 1e9
         slot_of = np.array(slots, dtype=np.int64)
-        x = batch.values[rows].astype(np.float32)  # what the device sent, as the float32 Keras reads
+        values = batch.values if len(rows) == len(batch.values) else batch.values[rows]
+        x = values.astype(np.float32)  # what the device sent, as the float32 Keras reads
         outputs = np.zeros((len(rows), self.engine.n_outputs), dtype=np.float32)
         steps = np.zeros(len(rows), dtype=np.int64)  # -1: refused as non-finite
         done = np.zeros(len(rows), dtype=bool)
