@@ -18,12 +18,15 @@ payload those checks do not pass outright goes through `parse` itself, so the re
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
+
+log = logging.getLogger("streaming.payloads")
 
 DEFAULT_MAX_BYTES = 64 * 1024
 FLOAT32_MAX = 3.4028234663852886e38
@@ -264,6 +267,7 @@ def parse_many(
             errors[i] = err
             continue
         except Exception as err:  # noqa: BLE001 - a bug here must cost one payload, not the batch
+            log.exception("unexpected failure parsing payload %d of a batch", i)
             errors[i] = PayloadError("internal error", type(err).__name__)
             continue
         for k, reading in enumerate(readings):

@@ -154,6 +154,24 @@ def test_batch_parsing_of_the_attackers_payloads() -> None:
     _assert_batch_equals_one_by_one(hostile_payloads() + [json.dumps(v).encode() for v in edge])
 
 
+def test_a_bug_while_parsing_one_payload_of_a_batch_costs_that_payload_only(monkeypatch) -> None:
+    import streaming.payloads as payloads
+
+    real = payloads.parse
+
+    def buggy(raw: bytes, *args, **kwargs):
+        if raw == b"[1, 2, 3, 4]":
+            raise ZeroDivisionError
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(payloads, "parse", buggy)
+    batch = parse_many([b"[1, 2, 3]", b"[1, 2, 3, 4]", b'{"values": [4, 5, 6], "t": 9}'], 3)
+    assert {i: (e.reason, e.detail) for i, e in batch.errors.items()} == {
+        1: ("internal error", "ZeroDivisionError")
+    }
+    assert batch.values.tolist() == [[1, 2, 3], [4, 5, 6]] and batch.source == [0, 2] and batch.t == [None, 9]
+
+
 # -- the running service ----------------------------------------------------------------------------------------
 
 
