@@ -11,7 +11,7 @@ from conftest import offline, tiny_model
 from streaming.config import ConfigError, from_dict
 from streaming.payloads import PayloadError, parse
 from streaming.state import FULL, StateTable, load_snapshot, save_snapshot
-from streaming.worker import PredictionEncoder, wave_index
+from streaming.worker import PredictionEncoder, stream_position, wave_index
 from zoo.step import StepModel
 
 
@@ -187,3 +187,11 @@ def test_wave_index_counts_each_devices_earlier_readings() -> None:
     slots = np.array([4, 2, 4, 4, 7, 2, 0])
     assert wave_index(slots).tolist() == [0, 0, 1, 2, 0, 1, 0]
     assert wave_index(np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_stream_position_reads_both_forms_of_the_ack_subject() -> None:
+    """(stream sequence, stored-at ns) from `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`
+    and from the 12-token form servers with a domain send."""
+    assert stream_position("$JS.ACK.S.C.1.42.40.1700000000123456789.0") == (42, 1700000000123456789)
+    domain = "$JS.ACK.hub.ACCHASH.S.C.2.43.41.1700000000123456790.5.rAnD0m"
+    assert stream_position(domain) == (43, 1700000000123456790)
