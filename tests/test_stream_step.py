@@ -182,6 +182,28 @@ def test_batched_devices_at_different_steps_equal_their_own_sequences() -> None:
     assert np.max(np.abs(got - expected)) <= TOLERANCE
 
 
+def test_a_batch_larger_than_one_numpy_pass_equals_its_devices_stepped_alone() -> None:
+    """StepModel.step takes more than STEP_ROWS devices in slices; each device still follows its own sequence
+    as Keras runs it, and as it would stepped alone."""
+    from zoo.step import STEP_ROWS
+
+    model = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.GRU(8, return_sequences=True), keras.layers.Dense(2)]
+    )
+    sm = StepModel.from_keras(model)
+    n = 2 * STEP_ROWS + 7
+    seqs = np.random.default_rng(4).normal(size=(n, 4, 3)).astype("float32")
+    expected = keras_outputs(model, seqs)
+    state, alone = sm.initial_state(n), sm.initial_state(n)
+    for t in range(4):
+        y, state = sm.step(seqs[:, t], state)
+        assert np.max(np.abs(y - expected[:, t])) <= TOLERANCE
+        for d in (0, STEP_ROWS, n - 1):  # the first row of the first, second and last slice
+            y1, alone[d : d + 1] = sm.step(seqs[d : d + 1, t], alone[d : d + 1])
+            np.testing.assert_allclose(y1[0], y[d], atol=1e-6)
+    np.testing.assert_allclose(alone[[0, STEP_ROWS, n - 1]], state[[0, STEP_ROWS, n - 1]], atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "make, reason",
     [

@@ -40,6 +40,7 @@ def _identity(x: Array) -> Array:
     return x
 
 
+STEP_ROWS = 128  # rows one numpy pass of StepModel.step takes at most (see there)
 STEP_FORMAT = "rnnzoo-step/1"  # the .npz a StepModel is saved as; bump when its contents change
 
 
@@ -631,6 +632,19 @@ class StepModel(Stepper):
 
     def step(self, x: Array, state: Array) -> tuple[Array, Array]:
         """Advance every row one reading: x [B, F], state [B, S] → (outputs [B, K], new state [B, S])."""
+        if len(x) > STEP_ROWS:
+            # In slices: glibc hands a freed block over ~128 KB straight back to the OS, and a step's float64
+            # temporaries ([rows, 3 × units]) pass that size from ~100 rows, so a bigger step paid page faults
+            # for each of them on every call (a 1024-row step of activity-gru-causal: 9.7 µs a row; in 128-row
+            # slices 3.1). Every op works row by row, so slicing changes no row's arithmetic.
+            parts = [
+                self._step_rows(x[i : i + STEP_ROWS], state[i : i + STEP_ROWS])
+                for i in range(0, len(x), STEP_ROWS)
+            ]
+            return np.concatenate([y for y, _ in parts]), np.concatenate([s for _, s in parts])
+        return self._step_rows(x, state)
+
+    def _step_rows(self, x: Array, state: Array) -> tuple[Array, Array]:
         x = np.asarray(x, dtype=self.compute_dtype)
         state = np.asarray(state, dtype=self.compute_dtype)
         new_state = np.empty(state.shape, dtype=self.dtype)
