@@ -12,6 +12,13 @@ need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)  # MQTT broker for tests
 [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)  # JetStream tests
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)   # speech synthesis: the speech datasets are rendered
+# Voices built from recordings of real people (flite; festival + festvox diphone / HTS voices), and real
+# recorded speech that only ever tests the speech models (asterisk sounds): issue 16.
+command -v flite >/dev/null 2>&1 || need+=(flite)
+command -v text2wave >/dev/null 2>&1 || need+=(festival)
+for v in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts asterisk-core-sounds-en-wav; do
+  dpkg-query -W -f='${Status}' "$v" 2>/dev/null | grep -q "install ok installed" || need+=("$v")
+done
 command -v bible >/dev/null 2>&1 || need+=(bible-kjv)        # King James Bible text for the character LM
 
 if [ ${#need[@]} -gt 0 ]; then

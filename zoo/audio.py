@@ -228,3 +228,68 @@ def mean_mfcc(logmel: np.ndarray, n_mfcc: int = 13) -> np.ndarray:
     import scipy.fft
 
     return scipy.fft.dct(np.asarray(logmel, "float64"), type=2, norm="ortho", axis=-1)[..., :n_mfcc].mean(1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Voice activity: where the speech is in a clip. Training clips and inference inputs both go through
+# `trim_silence` and are then placed in digital silence, so a model never learns (or depends on) how much
+# silence or background a recording happens to start and end with.
+
+VAD_FRAME_SECONDS = 0.01
+VAD_RANGE_DB = 40.0  # frames more than this below the loudest frame are silence, however clean the clip
+VAD_ABOVE_FLOOR_DB = 6.0  # ... and so are frames within this of the clip's noise floor (its 10th percentile)
+VAD_MARGIN_SECONDS = 0.1  # kept either side of the first and last active frame (soft onsets, /s/, releases)
+VAD_BAND_HZ = (150.0, 3800.0)  # band-pass before the energy: works at 8 kHz telephone rates too
+
+
+def speech_span(wave: np.ndarray, sample_rate: int = 16000) -> tuple[int, int]:
+    """``(start, end)`` samples from the first to the last speech frame of ``wave``, with a margin.
+
+    Energies are of the signal between ``VAD_BAND_HZ`` (where speech is loud and rumble, brown noise and hiss
+    are not), per 10 ms frame, smoothed over 30 ms. A frame is speech when its energy is within ``VAD_RANGE_DB`` of the
+    loudest frame and above the noise floor (the 10th percentile of frame energies) by ``VAD_ABOVE_FLOOR_DB``
+    or by a third of the clip's dynamic range, whichever is more: an energy rule with no trained part, so it
+    behaves the same on synthetic training clips and on recordings. Pauses between words are kept. A clip with
+    no frame above the rule is returned whole.
+    """
+    wave = np.asarray(wave, dtype="float64").reshape(-1)
+    hop = max(1, int(VAD_FRAME_SECONDS * sample_rate))
+    n = len(wave) // hop
+    if n < 3:
+        return 0, len(wave)
+    import scipy.signal
+
+    band = scipy.signal.butter(2, VAD_BAND_HZ, btype="bandpass", fs=sample_rate, output="sos")
+    voiced = scipy.signal.sosfilt(band, wave)
+    power = (voiced[: n * hop].reshape(n, hop) ** 2).mean(1)
+    energy = 10 * np.log10(np.convolve(power, np.ones(3) / 3, mode="same") + 1e-12)
+    peak = energy.max()
+    floor = max(np.percentile(energy, 10), peak - 2 * VAD_RANGE_DB)  # digital silence is not a noise floor
+    threshold = max(peak - VAD_RANGE_DB, floor + max(VAD_ABOVE_FLOOR_DB, (peak - floor) / 3))
+    active = np.flatnonzero(energy >= threshold)
+    if len(active) == 0:
+        return 0, len(wave)
+    margin = int(VAD_MARGIN_SECONDS * sample_rate)
+    return max(0, active[0] * hop - margin), min(len(wave), (active[-1] + 1) * hop + margin)
+
+
+def trim_silence(wave: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """``wave`` cut to its `speech_span` (leading and trailing silence or background removed)."""
+    start, end = speech_span(wave, sample_rate)
+    return np.asarray(wave, dtype="float32").reshape(-1)[start:end]
+
+
+def place_speech(
+    wave: np.ndarray, sample_rate: int, canvas_seconds: float, lead_seconds: float
+) -> np.ndarray:
+    """Inference input of a clip model: the speech of ``wave`` (`trim_silence`) after ``lead_seconds`` of
+    silence, padded with silence to ``canvas_seconds`` (longer speech is kept whole, not cut).
+
+    Training places the same trimmed speech at a random offset around ``lead_seconds``
+    (`zoo.data.speech.speech_clip`); the card's ``placement`` entry gives both numbers.
+    """
+    speech = trim_silence(wave, sample_rate)
+    lead = np.zeros(int(lead_seconds * sample_rate), "float32")
+    out = np.concatenate([lead, speech])
+    canvas = int(canvas_seconds * sample_rate)
+    return np.concatenate([out, np.zeros(max(0, canvas - len(out)), "float32")])

@@ -1,4 +1,4 @@
-"""Speech data: UEA JapaneseVowels (ships in aeon) and audio synthesised offline by Debian's ``espeak-ng``.
+"""Speech data: UEA JapaneseVowels (ships in aeon) and audio synthesised offline by Debian's espeak-ng, flite and festival.
 
 No speech corpus can be downloaded here, so spoken words, keyword streams and connected digits are rendered by
 a real text-to-speech engine with many voices: every ``espeak-ng`` voice variant (``+m1``, ``+f3``,
@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.audio import FrontEnd, read_wav
+from zoo.audio import (
+    VAD_FRAME_SECONDS,
+    VAD_MARGIN_SECONDS,
+    VAD_RANGE_DB,
+    FrontEnd,
+    read_wav,
+    trim_silence,
+)
 from zoo.data._files import cache_dir, package_file
 
 SAMPLE_RATE = 16000
@@ -152,14 +159,17 @@ def synthesise(text: str, voice: Voice, word_gap: int = 0) -> np.ndarray:
     return wave[active[0] : active[-1] + 1] if len(active) else wave
 
 
-def add_noise(wave: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
-    """White Gaussian noise at ``snr_db`` relative to the power of the speech (its non-silent samples)."""
+def add_noise(
+    wave: np.ndarray, snr_db: float | None, rng: np.random.Generator, exponent: float = 0.0
+) -> np.ndarray:
+    """Gaussian noise at ``snr_db`` relative to the power of the speech (its non-silent samples): white, or
+    with a power spectrum falling as ``1 / f**exponent`` (`coloured_noise`: 1 pink, 2 brown)."""
     if snr_db is None:
         return wave.astype("float32")
     speech = wave[np.abs(wave) > 1e-3]
     power = float(np.mean(speech**2)) if len(speech) else float(np.mean(wave**2))
-    noise = rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), size=wave.shape)
-    return (wave + noise).astype("float32")
+    unit = rng.normal(size=wave.shape) if exponent == 0.0 else coloured_noise(len(wave), exponent, rng)
+    return (wave + unit * np.sqrt(power / 10 ** (snr_db / 10))).astype("float32")
 
 
 def random_voice(variant: str, rng: np.random.Generator) -> Voice:
@@ -276,15 +286,312 @@ def fit_canvas(wave: np.ndarray, length: int, rng: np.random.Generator, max_offs
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Datasets. Each returns features (not audio) for every split, so training never re-synthesises.
+# Voices made from recordings of real people: flite and festival (Debian). espeak-ng's formant synthesis
+# alone taught the models espeak-ng, not speech (0 of 10 real recorded digits right); these voices are
+# concatenations (diphone) or statistical models (clustergen, HTS) of human recordings, so their spectra carry
+# real vocal tracts. Several engines share one person, and the split is by *person*, so no recorded speaker is
+# heard in two splits.
 
 
-def spoken_words(front: FrontEnd, renditions: int = 2, seconds: float = 1.2, seed: int = 0) -> dict:
-    """Isolated words: every variant says every word ``renditions`` times (random accent/speed/pitch/SNR).
+@dataclass(frozen=True)
+class HumanVoice:
+    """One engine voice built from the recordings of ``person``."""
 
-    Returns arrays ``x`` ``[N, T, F]`` (log-mel of a ``seconds`` canvas), ``y`` word index, ``split``
-    (0 train, 1 validation, 2 test, by voice variant), ``voice`` (accent+variant), ``snr`` (dB, inf: clean)
-    and ``frames`` (frames that hold speech, for the mean-MFCC baseline).
+    engine: str  # "flite" or "festival"
+    voice: str  # flite -voice NAME, or festival voice_NAME
+    person: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}:{self.voice}"
+
+
+HUMAN_VOICES = (
+    HumanVoice("flite", "kal", "kal"),  # diphone voice, 8 kHz (upsampled)
+    HumanVoice("flite", "kal16", "kal"),
+    HumanVoice("festival", "kal_diphone", "kal"),
+    HumanVoice("flite", "rms", "rms"),  # clustergen voices from the CMU ARCTIC speakers
+    HumanVoice("flite", "slt", "slt"),
+    HumanVoice("festival", "cmu_us_slt_arctic_hts", "slt"),
+    HumanVoice("flite", "awb", "awb"),
+    HumanVoice("festival", "ked_diphone", "ked"),
+)
+# By person. kal, rms (men, American) and slt (woman, American) train; awb (man, Scottish) validates and
+# chooses; ked (man, American) tests. Five people is few: channel and vocal-tract augmentation
+# (`perturb_voice`) stretches them into many more.
+PERSON_SPLIT = {"train": ("kal", "rms", "slt"), "val": ("awb",), "test": ("ked",)}
+# Prosody of each word rendering: duration stretch (both engines) x mean F0 target in Hz (flite only:
+# festival's diphone and HTS voices keep their own intonation, and resampling shifts pitch anyway).
+HUMAN_STRETCH = (0.8, 1.0, 1.25)
+HUMAN_F0 = (95, 130, 180)
+
+
+def human_voices(part: str) -> list[HumanVoice]:
+    """The engine voices of the persons in split ``part`` (``train`` / ``val`` / ``test``)."""
+    return [v for v in HUMAN_VOICES if v.person in PERSON_SPLIT[part]]
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SpeechDataError(f"{name} is not installed: run scripts/setup.sh (apt-get install {package})")
+    return path
+
+
+def human_engine_versions() -> dict[str, str]:
+    """Versions of flite and festival (part of the cache key and the card)."""
+    flite = subprocess.run([_tool("flite", "flite"), "--version"], capture_output=True, text=True).stdout
+    festival = subprocess.run(
+        [_tool("festival", "festival"), "--version"], capture_output=True, text=True
+    ).stdout
+    return {"flite": " ".join(flite.split()[-4:]), "festival": festival.strip()}
+
+
+def synthesise_human(text: str, voice: HumanVoice, stretch: float = 1.0, f0: int | None = None) -> np.ndarray:
+    """Render ``text`` with a flite / festival voice -> mono float32 at 16 kHz, digital silence removed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "x.wav"
+        if voice.engine == "flite":
+            cmd = [_tool("flite", "flite"), "-voice", voice.voice, "--setf", f"duration_stretch={stretch}"]
+            cmd += ["--setf", f"int_f0_target_mean={f0}"] if f0 else []
+            run = subprocess.run([*cmd, "-t", text, "-o", str(out)], capture_output=True, text=True)
+        else:
+            cmd = [_tool("text2wave", "festival"), "-o", str(out), "-eval", f"(voice_{voice.voice})"]
+            cmd += ["-eval", f"(Parameter.set 'Duration_Stretch {stretch})"]
+            run = subprocess.run(cmd, input=text, capture_output=True, text=True)
+        if run.returncode != 0 or not out.is_file():
+            raise SpeechDataError(f"{voice.name} failed: {run.stderr.strip()[:200]}")
+        wave = read_wav(out, SAMPLE_RATE, check_silence=False)
+    active = np.flatnonzero(np.abs(wave) > 1e-4)
+    return wave[active[0] : active[-1] + 1] if len(active) else wave
+
+
+def human_bank(words: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """Every word said once by every `HUMAN_VOICES` voice at every prosody setting (cached).
+
+    Returns ``audio`` (all renderings concatenated), ``offsets`` ``[N + 1]``, ``voice`` (index into
+    HUMAN_VOICES), ``word`` (index into ``words``), ``stretch``, ``f0`` (0: the voice's own).
+    """
+    jobs = []
+    for v, voice in enumerate(HUMAN_VOICES):
+        f0s = HUMAN_F0 if voice.engine == "flite" else (0,)
+        for stretch in HUMAN_STRETCH:
+            for f0 in f0s:
+                jobs += [(v, w, stretch, f0) for w in range(len(words))]
+    config = {"kind": "human-bank", "words": list(words), "voices": [v.name for v in HUMAN_VOICES]}
+    config |= {"stretch": HUMAN_STRETCH, "f0": HUMAN_F0, "engines": human_engine_versions()}
+
+    def build() -> dict[str, np.ndarray]:
+        with ThreadPoolExecutor(_threads()) as pool:
+            waves = list(
+                pool.map(
+                    lambda j: synthesise_human(words[j[1]], HUMAN_VOICES[j[0]], j[2], j[3] or None), jobs
+                )
+            )
+        return {
+            "audio": np.concatenate(waves).astype("float32"),
+            "offsets": np.cumsum([0] + [len(w) for w in waves]),
+            "voice": np.array([j[0] for j in jobs]),
+            "word": np.array([j[1] for j in jobs]),
+            "stretch": np.array([j[2] for j in jobs]),
+            "f0": np.array([j[3] for j in jobs]),
+        }
+
+    return cached("human-bank", config, build)
+
+
+class HumanSpeaker:
+    """One human-derived speaker of a split: an engine voice at one prosody setting, with all its words."""
+
+    def __init__(self, bank: dict[str, np.ndarray], rows: np.ndarray, name: str) -> None:
+        self.name = name
+        # Trimmed as recordings are before they are joined (`zoo.data.real_voice`): pauses are then pauses.
+        self._words = {
+            int(bank["word"][i]): trim_silence(bank["audio"][bank["offsets"][i] : bank["offsets"][i + 1]])
+            for i in rows
+        }
+
+    def say(self, word: int) -> np.ndarray:
+        return self._words[word]
+
+
+def human_speakers(bank: dict[str, np.ndarray], part: str) -> list[HumanSpeaker]:
+    """Every (engine voice, prosody) speaker of the persons in ``part``."""
+    names = [v.name for v in HUMAN_VOICES]
+    out = []
+    for voice in human_voices(part):
+        v = names.index(voice.name)
+        mine = bank["voice"] == v
+        for stretch, f0 in sorted(
+            {(float(a), int(b)) for a, b in zip(bank["stretch"][mine], bank["f0"][mine], strict=True)}
+        ):
+            rows = np.flatnonzero(mine & (bank["stretch"] == stretch) & (bank["f0"] == f0))
+            out.append(HumanSpeaker(bank, rows, f"{voice.name}/x{stretch:g}" + (f"/{f0}Hz" if f0 else "")))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Channel and speaker augmentation, on waveforms (training clips only).
+
+SPEED_RANGE = (0.82, 1.22)  # resampling factor: tempo, pitch and formants all scale by it
+REVERB_RT60 = (0.15, 0.7)  # seconds
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+AUG_SNRS_DB = (None, 30.0, 20.0, 15.0, 10.0, 5.0)
+GAIN_DB = 12.0
+SILENCE_SECONDS = (0.0, 0.4)  # random leading / trailing silence before the voice-activity step
+DIGIT_PAUSES = (0.03, 0.6)  # seconds between joined digits (human-derived connected digits)
+
+
+def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``wave`` ``factor`` times faster by resampling: tempo, pitch and formant frequencies all scale by
+    ``factor`` (a vocal-tract-length perturbation: 1.2 turns a man's formants towards a woman's)."""
+    import scipy.signal
+
+    down = int(round(100 * factor))
+    return scipy.signal.resample_poly(np.asarray(wave, "float64"), 100, down).astype("float32")
+
+
+def telephone_band(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A telephone channel: down to 8 kHz and back (nothing left above 4 kHz), then 300-3400 Hz band-pass."""
+    import scipy.signal
+
+    narrow = scipy.signal.resample_poly(np.asarray(wave, "float64"), 8000, sample_rate)
+    sos = scipy.signal.butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=8000, output="sos")
+    narrow = scipy.signal.sosfilt(sos, narrow)
+    return scipy.signal.resample_poly(narrow, sample_rate, 8000)[: len(wave)].astype("float32")
+
+
+def room_impulse(rt60: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A simulated room impulse response: the direct path, then a diffuse tail of Gaussian noise whose
+    energy decays by 60 dB in ``rt60`` seconds (Sabine's exponential decay), starting 1-5 ms after it at a
+    random direct-to-reverberant ratio."""
+    n = int(rt60 * sample_rate)
+    t = np.arange(n) / sample_rate
+    tail = rng.normal(size=n) * 10 ** (-3 * t / rt60)  # amplitude: -60 dB of energy at rt60
+    delay = int(rng.uniform(0.001, 0.005) * sample_rate)
+    tail[:delay] = 0.0
+    tail *= np.sqrt(10 ** (-rng.uniform(-3.0, 12.0) / 10) / float((tail**2).sum()))
+    tail[0] = 1.0
+    return tail.astype("float32")
+
+
+def reverberate(wave: np.ndarray, impulse: np.ndarray) -> np.ndarray:
+    """``wave`` heard through ``impulse`` (the reverberant tail kept), at the original peak level."""
+    import scipy.signal
+
+    out = scipy.signal.fftconvolve(wave, impulse)
+    return (out * (np.abs(wave).max() / max(1e-9, np.abs(out).max()))).astype("float32")
+
+
+def channel(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random room and line: reverberation (p 0.4, `room_impulse`) then telephone band (p 0.4)."""
+    if rng.random() < 0.4:
+        wave = reverberate(wave, room_impulse(rng.uniform(*REVERB_RT60), rng))
+    if rng.random() < 0.4:
+        wave = telephone_band(wave)
+    return np.asarray(wave, "float32")
+
+
+def perturb_voice(wave: np.ndarray, rng: np.random.Generator, max_length: int | None = None) -> np.ndarray:
+    """A random speaker and channel: speed/pitch/formants (`change_speed`, faster where needed so the result
+    fits ``max_length`` samples), `channel`, and gain (+-``GAIN_DB`` dB)."""
+    factor = rng.uniform(*SPEED_RANGE)
+    if max_length:
+        factor = max(factor, len(wave) / max_length)
+    wave = channel(change_speed(wave, factor), rng)
+    return (wave * 10 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20)).astype("float32")
+
+
+def speech_clip(
+    wave: np.ndarray,
+    length: int,
+    rng: np.random.Generator,
+    max_offset: int,
+    snr_db: float | None,
+    augment: bool,
+) -> np.ndarray:
+    """One clip as a model sees it: (``augment``: `perturb_voice`) -> random leading/trailing silence ->
+    noise at ``snr_db`` (white, pink or brown with ``augment``, else white) -> voice-activity trim
+    (`zoo.audio.trim_silence`, what inference does too) -> at a random offset in ``length`` samples."""
+    if augment:
+        # Never cut the speech: what the trim keeps (speech + margins) must fit the canvas.
+        room = length - int((2 * VAD_MARGIN_SECONDS + 0.02) * SAMPLE_RATE)
+        wave = perturb_voice(wave, rng, max_length=room)
+    pad = [np.zeros(int(rng.uniform(*SILENCE_SECONDS) * SAMPLE_RATE), "float32") for _ in range(2)]
+    wave = np.concatenate([pad[0], wave, pad[1]])
+    exponent = float(rng.choice(list(NOISE_COLOURS.values()))) if augment else 0.0
+    wave = trim_silence(add_noise(wave, snr_db, rng, exponent), SAMPLE_RATE)
+    return fit_canvas(wave, length, rng, max_offset)
+
+
+def augmentation_card() -> dict:
+    """What `speech_clip` / `perturb_voice` do to training clips, for the card."""
+    return {
+        "speed_pitch_formants": f"resampling by {SPEED_RANGE[0]}-{SPEED_RANGE[1]} (vocal-tract-length "
+        "perturbation: tempo, pitch and formants scale together)",
+        "reverberation": f"p 0.4: simulated room impulse response, RT60 {REVERB_RT60[0]}-{REVERB_RT60[1]} s, "
+        "direct-to-reverberant ratio -3 to 12 dB",
+        "telephone_band": f"p 0.4: 8 kHz round trip and {TELEPHONE_BAND_HZ[0]:g}-{TELEPHONE_BAND_HZ[1]:g} Hz "
+        "band-pass",
+        "gain_db": f"+-{GAIN_DB:g}",
+        "noise": "white, pink or brown at SNR "
+        + ", ".join("clean" if s is None else f"{s:g} dB" for s in AUG_SNRS_DB),
+        "silence": f"{SILENCE_SECONDS[0]}-{SILENCE_SECONDS[1]} s before and after, then the voice-activity trim",
+    }
+
+
+def vad_card() -> dict:
+    """The voice-activity step (`zoo.audio.speech_span`), for the card."""
+    from zoo.audio import VAD_ABOVE_FLOOR_DB, VAD_BAND_HZ
+
+    return {
+        "function": "zoo.audio.trim_silence",
+        "band_hz": list(VAD_BAND_HZ),
+        "frame_seconds": VAD_FRAME_SECONDS,
+        "range_db": VAD_RANGE_DB,
+        "above_floor_db": VAD_ABOVE_FLOOR_DB,
+        "margin_seconds": VAD_MARGIN_SECONDS,
+    }
+
+
+def _dataset_config() -> dict:
+    """Everything outside a dataset's own arguments that shapes its audio: part of every cache key."""
+    return {
+        "human": [f"{v.name}={v.person}" for v in HUMAN_VOICES],
+        "person_split": PERSON_SPLIT,
+        "augmentation": augmentation_card(),
+        "vad": vad_card(),
+        "version": 2,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Datasets. Each returns features (not audio) for every split, so training never re-synthesises. Rows carry a
+# ``source``: 0 espeak-ng, 1 a human-derived voice (`HUMAN_VOICES`). espeak-ng test clips keep the first
+# protocol (white noise at ``SNRS_DB``, no channel), so their figure stays comparable; every other clip goes
+# through `perturb_voice` and noise from ``AUG_SNRS_DB``.
+
+SOURCES = ("espeak-ng", "human-derived")
+
+
+def _augmented(split: int, source: int) -> bool:
+    return split != 2 or source == 1
+
+
+def _snr(split: int, source: int, rng: np.random.Generator) -> float | None:
+    levels = AUG_SNRS_DB if _augmented(split, source) else SNRS_DB
+    return levels[int(rng.integers(len(levels)))]
+
+
+def spoken_words(
+    front: FrontEnd, renditions: int = 2, seconds: float = 1.2, seed: int = 0, human_renditions: int = 20
+) -> dict:
+    """Isolated words: every variant says every word ``renditions`` times (random accent/speed/pitch/SNR),
+    and every word is said ``human_renditions`` times per split by random human-derived speakers.
+
+    Returns arrays ``x`` ``[N, T, F]`` (log-mel of a ``seconds`` canvas, speech placed by `speech_clip`),
+    ``y`` word index, ``split`` (0 train, 1 validation, 2 test, by voice variant / person), ``voice``,
+    ``source``, ``snr`` (dB, inf: clean) and ``frames`` (frames that hold speech, for the mean-MFCC baseline).
     """
     config = {"kind": "words", "front": front.to_dict(), "renditions": renditions, "seconds": seconds}
     config |= {
@@ -294,6 +601,8 @@ def spoken_words(front: FrontEnd, renditions: int = 2, seconds: float = 1.2, see
         "snrs": SNRS_DB,
         "speed": SPEED_WPM,
         "pitch": PITCH,
+        "human_renditions": human_renditions,
+        **_dataset_config(),
     }
 
     def build() -> dict[str, np.ndarray]:
@@ -306,21 +615,31 @@ def spoken_words(front: FrontEnd, renditions: int = 2, seconds: float = 1.2, see
                     for _ in range(renditions):
                         voice = random_voice(variant, rng)
                         jobs.append((word, voice, 0))
-                        meta.append((w, s, voice.name, SNRS_DB[int(rng.integers(len(SNRS_DB)))]))
+                        meta.append((w, s, voice.name, 0))
         waves = render_many(jobs)
+        bank = human_bank(WORDS + FILLERS, seed)
+        for s, part in enumerate(("train", "val", "test")):
+            speakers = human_speakers(bank, part)
+            for w in range(len(WORDS)):
+                for _ in range(human_renditions):
+                    speaker = speakers[int(rng.integers(len(speakers)))]
+                    waves.append(speaker.say(w))
+                    meta.append((w, s, speaker.name, 1))
         length = int(seconds * SAMPLE_RATE)
-        xs, frames = [], []
-        for i, (wave, (_, _, _, snr)) in enumerate(zip(waves, meta, strict=True)):
+        xs, frames, snrs = [], [], []
+        for i, (wave, (_, s, _, source)) in enumerate(zip(waves, meta, strict=True)):
             r = np.random.default_rng([seed, i])
-            speech = fit_canvas(wave, length, r, max_offset=int(0.2 * SAMPLE_RATE))
-            xs.append(front(add_noise(speech, snr, r)))
+            snrs.append(_snr(s, source, r))
+            clip = speech_clip(wave, length, r, int(0.2 * SAMPLE_RATE), snrs[-1], _augmented(s, source))
+            xs.append(front(clip))
             frames.append(min(front.n_frames(len(wave)), xs[-1].shape[0]))
         return {
             "x": np.stack(xs),
             "y": np.array([m[0] for m in meta]),
             "split": np.array([m[1] for m in meta]),
             "voice": np.array([m[2] for m in meta]),
-            "snr": np.array([np.inf if m[3] is None else m[3] for m in meta]),
+            "source": np.array([m[3] for m in meta]),
+            "snr": np.array([np.inf if v is None else v for v in snrs]),
             "frames": np.array(frames),
         }
 
@@ -333,13 +652,17 @@ def keyword_streams(
     streams: tuple[int, int, int] = (1500, 200, 300),
     seconds: float = 4.0,
     seed: int = 0,
+    human_streams: tuple[int, int, int] = (600, 100, 100),
 ) -> dict:
     """Continuous audio: words separated by random pauses, ``keyword`` among them, one speaker per stream.
 
-    Each speaker (variant + random accent/speed/pitch) renders the vocabulary and filler words once; a stream
-    strings together that speaker's words (each slot the keyword with probability 0.25) with pauses of
-    0.05-0.6 s and adds noise at a random SNR. Returns ``x`` ``[N, T, F]``, ``split``, ``voice``, ``snr`` and
-    ``events`` ``[M, 3]`` (stream index, first frame, last frame + 1 of each keyword occurrence).
+    Each espeak-ng speaker (variant + random accent/speed/pitch) renders the vocabulary and filler words once;
+    human-derived speakers (`human_speakers`, ``human_streams`` streams per split) say them at one random
+    speed/pitch/formant factor (`change_speed`). A stream strings together one speaker's words (each slot the
+    keyword with probability 0.25, each word at a random level) with pauses of 0.05-0.6 s; human-derived and
+    training streams then pass a random room and line (`channel`) and noise. Returns ``x`` ``[N, T, F]``,
+    ``split``, ``voice``, ``source``, ``snr`` and ``events`` ``[M, 3]`` (stream index, first frame, last
+    frame + 1 of each keyword occurrence).
     """
     config = {
         "kind": "kws",
@@ -349,7 +672,9 @@ def keyword_streams(
         "seconds": seconds,
     }
     config |= {"seed": seed, "words": WORDS, "fillers": FILLERS, "accents": ACCENTS, "snrs": SNRS_DB}
+    config |= {"human_streams": human_streams, **_dataset_config()}
     vocabulary = [w for w in WORDS + FILLERS if w != keyword]
+    texts = [keyword, *vocabulary]
 
     def build() -> dict[str, np.ndarray]:
         splits = split_variants(seed)
@@ -359,41 +684,70 @@ def keyword_streams(
             # Enough speakers that each renders ~10 streams; every variant of the part is used.
             n = max(len(splits[part]), streams[s] // 10)
             speakers += [(s, random_voice(splits[part][k % len(splits[part])], rng)) for k in range(n)]
-        texts = [keyword, *vocabulary]
         waves = render_many([(t, v, 0) for _, v in speakers for t in texts])
-        bank = [waves[i * len(texts) : (i + 1) * len(texts)] for i in range(len(speakers))]
+        banks = [waves[i * len(texts) : (i + 1) * len(texts)] for i in range(len(speakers))]
+        names = [v.name for _, v in speakers]
+        owners = [(s, 0) for s, _ in speakers]
+        human = human_bank(WORDS + FILLERS, seed)
+        order = [(WORDS + FILLERS).index(t) for t in texts]
+        for s, part in enumerate(("train", "val", "test")):
+            for speaker in human_speakers(human, part):
+                banks.append([speaker.say(j) for j in order])
+                names.append(speaker.name)
+                owners.append((s, 1))
         length = int(seconds * SAMPLE_RATE)
-        xs, split, voice, snr, events = [], [], [], [], []
+        xs, split, voice, source, snr, events = [], [], [], [], [], []
         for s in range(3):
-            mine = [i for i, (part, _) in enumerate(speakers) if part == s]
-            for _ in range(streams[s]):
-                k = mine[int(rng.integers(len(mine)))]
-                audio = np.zeros(length, dtype="float32")
-                t = int(rng.uniform(0.0, 0.5) * SAMPLE_RATE)
-                while True:
-                    j = 0 if rng.random() < 0.25 else int(rng.integers(1, len(texts)))
-                    word = bank[k][j] * float(rng.uniform(0.5, 1.0))
-                    if t + len(word) > length:
-                        break
-                    audio[t : t + len(word)] = word
-                    if j == 0:  # frames whose window overlaps the keyword
-                        first = max(0, (t - front.win_length) // front.hop + 1)
-                        events.append((len(xs), first, (t + len(word)) // front.hop + 1))
-                    t += len(word) + int(rng.uniform(0.05, 0.6) * SAMPLE_RATE)
-                level = SNRS_DB[int(rng.integers(len(SNRS_DB)))]
-                xs.append(front(add_noise(audio, level, rng)))
-                split.append(s)
-                voice.append(speakers[k][1].name)
-                snr.append(np.inf if level is None else level)
+            for origin, count in ((0, streams[s]), (1, human_streams[s])):
+                mine = [i for i, o in enumerate(owners) if o == (s, origin)]
+                for _ in range(count):
+                    k = mine[int(rng.integers(len(mine)))]
+                    speed = rng.uniform(*SPEED_RANGE) if origin == 1 else 1.0
+                    audio = np.zeros(length, dtype="float32")
+                    t = int(rng.uniform(0.0, 0.5) * SAMPLE_RATE)
+                    while True:
+                        j = 0 if rng.random() < 0.25 else int(rng.integers(1, len(texts)))
+                        word = banks[k][j] * float(rng.uniform(0.5, 1.0))
+                        if speed != 1.0:
+                            word = change_speed(word, speed)
+                        if t + len(word) > length:
+                            break
+                        audio[t : t + len(word)] = word
+                        if j == 0:  # frames whose window overlaps the keyword
+                            first = max(0, (t - front.win_length) // front.hop + 1)
+                            events.append((len(xs), first, (t + len(word)) // front.hop + 1))
+                        t += len(word) + int(rng.uniform(0.05, 0.6) * SAMPLE_RATE)
+                    if _augmented(s, origin):
+                        audio = channel(audio, rng)[:length]
+                    level = _snr(s, origin, rng)
+                    exponent = (
+                        float(rng.choice(list(NOISE_COLOURS.values()))) if _augmented(s, origin) else 0.0
+                    )
+                    xs.append(front(add_noise(audio, level, rng, exponent)))
+                    split.append(s)
+                    voice.append(names[k])
+                    source.append(origin)
+                    snr.append(np.inf if level is None else level)
         return {
             "x": np.stack(xs),
             "split": np.array(split),
             "voice": np.array(voice),
+            "source": np.array(source),
             "snr": np.array(snr),
             "events": np.array(events, dtype="int64").reshape(-1, 3),
         }
 
     return cached("kws", config, build)
+
+
+def join_words(words: Sequence[np.ndarray], pauses: Sequence[float]) -> np.ndarray:
+    """Words (waveforms) strung together with ``pauses`` (seconds, one fewer than words) of silence between."""
+    parts: list[np.ndarray] = []
+    for i, word in enumerate(words):
+        if i:
+            parts.append(np.zeros(int(pauses[i - 1] * SAMPLE_RATE), "float32"))
+        parts.append(np.asarray(word, "float32"))
+    return np.concatenate(parts)
 
 
 def connected_digits(
@@ -402,12 +756,15 @@ def connected_digits(
     max_digits: int = 6,
     seconds: float = 4.5,
     seed: int = 0,
+    human_utterances: tuple[int, int, int] = (1500, 300, 300),
 ) -> dict:
-    """Strings of 1-``max_digits`` digits spoken in one breath (``espeak-ng "three one four"``).
+    """Strings of 1-``max_digits`` digits: espeak-ng says them in one breath (``"three one four"``), and
+    human-derived speakers' separate digits are joined with random pauses of ``DIGIT_PAUSES`` seconds.
 
-    Random variant (by split), accent, speed, pitch, word gap (0-120 ms) and SNR. Returns ``x`` ``[N, T, F]``
-    (a ``seconds`` canvas; longer renderings are re-drawn faster), ``labels`` ``[N, max_digits]`` (digit + 1,
-    0-padded: 0 is the CTC blank), ``split``, ``voice``, ``snr``.
+    Random variant / person (by split), accent, speed, pitch, word gap (espeak-ng: 0-120 ms) and SNR, placed
+    by `speech_clip`. Returns ``x`` ``[N, T, F]`` (a ``seconds`` canvas; espeak-ng renderings too long for it
+    are re-drawn faster, joined digits get shorter pauses), ``labels`` ``[N, max_digits]`` (digit + 1,
+    0-padded: 0 is the CTC blank), ``split``, ``voice``, ``source``, ``snr``.
     """
     config = {
         "kind": "digits",
@@ -417,6 +774,7 @@ def connected_digits(
         "seconds": seconds,
     }
     config |= {"seed": seed, "accents": ACCENTS, "snrs": SNRS_DB, "speed": SPEED_WPM, "pitch": PITCH}
+    config |= {"human_utterances": human_utterances, "pauses": DIGIT_PAUSES, **_dataset_config()}
 
     def build() -> dict[str, np.ndarray]:
         splits = split_variants(seed)
@@ -427,7 +785,7 @@ def connected_digits(
                 digits = rng.integers(0, 10, size=int(rng.integers(1, max_digits + 1)))
                 voice = random_voice(str(rng.choice(splits[part])), rng)
                 jobs.append((" ".join(DIGITS[d] for d in digits), voice, int(rng.integers(0, 13))))
-                meta.append((digits, s, voice.name, SNRS_DB[int(rng.integers(len(SNRS_DB)))]))
+                meta.append((digits, s, voice.name, 0))
         waves = render_many(jobs)
         length = int(seconds * SAMPLE_RATE)
         for i, wave in enumerate(waves):
@@ -436,19 +794,38 @@ def connected_digits(
                 voice = Voice(voice.accent, voice.variant, voice.speed + 30, voice.pitch)
                 jobs[i] = (text, voice, max(0, gap - 4))
                 wave = waves[i] = synthesise(*jobs[i])
-        xs = []
+            meta[i] = (meta[i][0], meta[i][1], jobs[i][1].name, 0)
+        bank = human_bank(WORDS + FILLERS, seed)
+        # Room for the joined digits at the slowest speed factor, the offset and the trim's margins.
+        room = int((length - 0.5 * SAMPLE_RATE) * SPEED_RANGE[0])
+        for s, part in enumerate(("train", "val", "test")):
+            speakers = human_speakers(bank, part)
+            for _ in range(human_utterances[s]):
+                digits = rng.integers(0, 10, size=int(rng.integers(1, max_digits + 1)))
+                speaker = speakers[int(rng.integers(len(speakers)))]
+                words = [speaker.say(int(d)) for d in digits]
+                pauses = rng.uniform(*DIGIT_PAUSES, size=len(digits) - 1)
+                spare = room - sum(len(w) for w in words)
+                if pauses.sum() * SAMPLE_RATE > spare:
+                    pauses *= max(0.0, spare) / (pauses.sum() * SAMPLE_RATE)
+                waves.append(join_words(words, pauses))
+                meta.append((digits, s, speaker.name, 1))
+        xs, snrs = [], []
         labels = np.zeros((len(meta), max_digits), dtype="int32")
-        for i, (wave, (digits, _, _, snr)) in enumerate(zip(waves, meta, strict=True)):
+        for i, (wave, (digits, s, _, source)) in enumerate(zip(waves, meta, strict=True)):
             r = np.random.default_rng([seed, 7, i])
-            speech = fit_canvas(wave, length, r, max_offset=int(0.3 * SAMPLE_RATE))
-            xs.append(front(add_noise(speech, snr, r)))
+            snrs.append(_snr(s, source, r))
+            xs.append(
+                front(speech_clip(wave, length, r, int(0.3 * SAMPLE_RATE), snrs[-1], _augmented(s, source)))
+            )
             labels[i, : len(digits)] = digits + 1
         return {
             "x": np.stack(xs),
             "labels": labels,
             "split": np.array([m[1] for m in meta]),
-            "voice": np.array([jobs[i][1].name for i in range(len(jobs))]),
-            "snr": np.array([np.inf if m[3] is None else m[3] for m in meta]),
+            "voice": np.array([m[2] for m in meta]),
+            "source": np.array([m[3] for m in meta]),
+            "snr": np.array([np.inf if v is None else v for v in snrs]),
         }
 
     return cached("digits", config, build)

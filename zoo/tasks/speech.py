@@ -14,9 +14,9 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.neighbors import NearestCentroid
 
-from zoo.audio import FrontEnd, mean_mfcc
+from zoo.audio import FrontEnd, mean_mfcc, place_speech
 from zoo.backend import keras
-from zoo.data import speech
+from zoo.data import real_voice, speech
 from zoo.speech import KWS_REFRACTORY, ctc_decode
 from zoo.tasks.base import Prepared, Task, feature_stats
 from zoo.tasks.classification import ClassificationTask
@@ -26,20 +26,68 @@ SPLIT_NAMES = ("train", "val", "test")
 
 def _synth_dataset_card(what: str, front: FrontEnd) -> dict:
     variants = speech.split_variants()
+    engines = speech.human_engine_versions()
     return {
         "name": f"synthesised speech: {what}",
-        "origin": f"rendered offline by Debian espeak-ng ({speech.espeak_version()}); not recorded speech",
-        "voices": f"{len(speech.voice_variants())} voice variants x {len(speech.ACCENTS)} English accents "
-        f"({', '.join(speech.ACCENTS)}); speed {speech.SPEED_WPM[0]}-{speech.SPEED_WPM[1]} wpm, pitch "
+        "origin": f"rendered offline by Debian espeak-ng ({speech.espeak_version()}), flite ({engines['flite']}) "
+        f"and festival ({engines['festival']}); not recorded speech, though the flite and festival voices are "
+        "built from recordings of real people",
+        "voices": f"{len(speech.voice_variants())} espeak-ng voice variants x {len(speech.ACCENTS)} English "
+        f"accents ({', '.join(speech.ACCENTS)}); speed {speech.SPEED_WPM[0]}-{speech.SPEED_WPM[1]} wpm, pitch "
         f"{speech.PITCH[0]}-{speech.PITCH[1]}",
-        "noise": "white Gaussian noise at SNR "
+        "human_derived_voices": {v.name: v.person for v in speech.HUMAN_VOICES},
+        "human_derived_prosody": f"duration stretch {', '.join(map(str, speech.HUMAN_STRETCH))}; flite mean F0 "
+        f"{', '.join(map(str, speech.HUMAN_F0))} Hz",
+        "noise": "espeak-ng test voices: white Gaussian noise at SNR "
         + ", ".join("clean" if s is None else f"{s:g} dB" for s in speech.SNRS_DB)
-        + " (chosen at random per utterance)",
+        + " (chosen at random per utterance), no channel; every other clip: the augmentation below",
+        "augmentation": speech.augmentation_card(),
         "test_voice_variants": variants["test"],
         "validation_voice_variants": variants["val"],
+        "persons": {k: list(v) for k, v in speech.PERSON_SPLIT.items()},
+        "real_voice_test": f"Debian {real_voice.PACKAGE} ({real_voice.FOLDER}): one woman's studio recordings, "
+        "8 kHz, evaluation only (never trained or tuned on); see test_metrics.real_voice",
         "sample_rate_hz": front.sample_rate,
-        "licence": "espeak-ng is GPL-3.0; the generated audio is produced by this project",
+        "licence": "espeak-ng is GPL-3.0, flite BSD-style (CMU), festival and its voices free (MIT/X11-style, "
+        "Edinburgh/CMU/OGI); the generated audio is produced by this project. Asterisk sounds (test only): CC BY-SA "
+        "3.0 (Digium)",
     }
+
+
+_SPLIT_HOW = (
+    "by voice: espeak-ng voice variants, and flite/festival voices by the person recorded (train "
+    + "/".join(speech.PERSON_SPLIT["train"])
+    + ", validation "
+    + "/".join(speech.PERSON_SPLIT["val"])
+    + ", test "
+    + "/".join(speech.PERSON_SPLIT["test"])
+    + "): train, validation and test voices are disjoint"
+)
+
+
+def _placement(canvas: float, lead: float) -> dict:
+    """How a clip model's input is made from audio, in training and at inference (`zoo.audio.place_speech`)."""
+    return {
+        "function": "zoo.audio.place_speech",
+        "canvas_seconds": canvas,
+        "lead_seconds": lead,
+        "vad": speech.vad_card(),
+        "training": f"the trimmed speech at a random offset 0-{2 * lead:g} s (zoo.data.speech.speech_clip)",
+    }
+
+
+def placed_features(waves: list[np.ndarray], preprocessing: dict) -> np.ndarray:
+    """Model input ``[N, T, F]`` of clips: each placed as at inference (`zoo.audio.place_speech`), then padded
+    with silence frames to the longest (at least the training canvas)."""
+    front = FrontEnd.from_dict(preprocessing["features"])
+    place = preprocessing["placement"]
+    feats = [
+        front(place_speech(w, front.sample_rate, place["canvas_seconds"], place["lead_seconds"]))
+        for w in waves
+    ]
+    t = max(len(f) for f in feats)
+    silence = front.frames_from_windows(np.zeros((1, front.win_length)))[0]
+    return np.stack([np.concatenate([f, np.tile(silence, (t - len(f), 1))]) for f in feats])
 
 
 def _audio_frame_step(preprocessing: dict) -> str:
@@ -120,6 +168,7 @@ class SpokenWordTask(Task):
             "sequence_length": int(d["x"].shape[1]),
             "features": self.front.to_dict(),
             "clip_seconds": 1.2,
+            "placement": _placement(1.2, WORDS_LEAD),
             "normalization": _normalization(mean, var),
         }
         if self.augment_copies:
@@ -127,7 +176,8 @@ class SpokenWordTask(Task):
                 "copies_per_training_clip": self.augment_copies,
                 "how": "speech.augment_features: white/pink/brown noise added in the mel power domain at "
                 "0-20 dB SNR, gain +-6 dB, one time mask <= 6 frames, one band mask <= 5 bands "
-                "(filled with the training mean); training split only",
+                "(filled with the training mean); training split only, on top of the waveform augmentation "
+                "(dataset.augmentation)",
             }
         return Prepared(
             x_train=x_train,
@@ -138,7 +188,7 @@ class SpokenWordTask(Task):
             norm_mean=mean,
             norm_var=var,
             dataset=_synth_dataset_card("isolated words (10 digits + 10 commands)", self.front),
-            split=_split_card(d["split"], "by voice variant: train, validation and test voices are disjoint"),
+            split=_split_card(d["split"], _SPLIT_HOW),
             preprocessing=preprocessing,
         )
 
@@ -146,7 +196,9 @@ class SpokenWordTask(Task):
         d = self.data()
         x, y = self.test_data()
         pred = np.asarray(model.predict(x, verbose=0)).argmax(-1)
-        snr = d["snr"][d["split"] == 2]
+        source, snr = d["source"][d["split"] == 2], d["snr"][d["split"] == 2]
+        synth = source == 0  # the espeak-ng test voices, measured as before the human-derived voices came
+        pred, y, snr, human = pred[synth], y[synth], snr[synth], (pred[~synth], y[~synth])
         return {
             "accuracy": float((pred == y).mean()),
             "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
@@ -154,6 +206,15 @@ class SpokenWordTask(Task):
                 ("clean" if np.isinf(s) else f"{s:g}"): float((pred[snr == s] == y[snr == s]).mean())
                 for s in np.unique(snr)
             },
+            "scope": "accuracy, balanced_accuracy, accuracy_by_snr_db and confusion_matrix: the espeak-ng test "
+            "voice variants (white noise, no channel); human_derived_test_voice: the test person's flite/festival "
+            "voices through random channels; real_voice: recordings never trained on",
+            "human_derived_test_voice": {
+                "accuracy": float((human[0] == human[1]).mean()),
+                "clips": int(len(human[1])),
+                "persons": list(speech.PERSON_SPLIT["test"]),
+            },
+            "real_voice": real_voice_words(model, prepared.preprocessing),
             "class_names": speech.WORDS,
             "confusion_matrix": confusion_matrix(y, pred, labels=range(len(speech.WORDS))).tolist(),
         }
@@ -164,7 +225,7 @@ class SpokenWordTask(Task):
     def baselines(self, prepared: Prepared) -> dict:
         d = self.data()
         feats = _speech_mean_mfcc(d["x"], d["frames"])
-        tr, te = d["split"] == 0, d["split"] == 2
+        tr, te = d["split"] == 0, (d["split"] == 2) & (d["source"] == 0)  # the model's headline scope
         centroid = NearestCentroid().fit(feats[tr], d["y"][tr])
         pred = centroid.predict(feats[te])
         majority = np.bincount(d["y"][tr]).argmax()
@@ -296,10 +357,13 @@ class KeywordSpottingTask(Task):
     def data(self) -> dict:
         return speech.keyword_streams(self.front, self.keyword)
 
-    def _part(self, split: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Streams, per-frame targets and keyword events (stream renumbered within the part) of one split."""
+    def _part(self, split: int, source: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Streams, per-frame targets and keyword events (stream renumbered within the part) of one split
+        (of one ``source`` only: 0 espeak-ng, 1 human-derived voices)."""
         d = self.data()
-        index = np.flatnonzero(d["split"] == split)
+        index = np.flatnonzero(
+            (d["split"] == split) & ((d["source"] == source) if source is not None else True)
+        )
         renumber = {int(s): i for i, s in enumerate(index)}
         events = np.array(
             [(renumber[int(s)], a, b) for s, a, b in d["events"] if int(s) in renumber], "int64"
@@ -334,9 +398,7 @@ class KeywordSpottingTask(Task):
                 "stream_seconds": 4.0,
                 "other_words": [w for w in speech.WORDS + speech.FILLERS if w != self.keyword],
             },
-            split=_split_card(
-                d["split"], "streams by voice variant: train, validation and test voices disjoint"
-            ),
+            split=_split_card(d["split"], "streams " + _SPLIT_HOW),
             preprocessing={
                 "class_names": ["other", self.keyword],
                 "keyword": self.keyword,
@@ -360,12 +422,19 @@ class KeywordSpottingTask(Task):
 
     def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
         x_va, _, ev_va = self._part(1)
-        x, y, events = self._part(2)
+        x, y, events = self._part(2, source=0)
         val = self._sweep(np.asarray(model.predict(x_va, verbose=0))[..., 1], ev_va)
         ok = [th for th, r in val.items() if r["false_alarms_per_hour"] <= KWS_MAX_VAL_FA_PER_HOUR]
         threshold = min(ok) if ok else max(THRESHOLDS)
         probs = np.asarray(model.predict(x, verbose=0))
         test = self._sweep(probs[..., 1], events)
+        x_h, _, ev_h = self._part(2, source=1)
+        human = score_detections(
+            [detect(p, threshold) for p in np.asarray(model.predict(x_h, verbose=0))[..., 1]],
+            ev_h,
+            x_h.shape[1],
+            self.front.frame_seconds,
+        )
         return {
             **test[threshold],
             "threshold": threshold,
@@ -373,10 +442,19 @@ class KeywordSpottingTask(Task):
             f"validation voices (validation: detection {val[threshold]['detection_rate']:.3f}, "
             f"{val[threshold]['false_alarms_per_hour']:.1f} FA/h)",
             "frame_accuracy": float((probs.argmax(-1) == y).mean()),
+            "scope": "detection_rate, false alarms, frame_accuracy and test_sweep: streams of the espeak-ng test "
+            "voice variants; human_derived_test_voice: the test person's flite/festival voices through random "
+            "channels; real_voice: recordings never trained on; all at the validation-chosen threshold",
             "test_sweep": {
                 str(th): {k: round(r[k], 4) for k in ("detection_rate", "false_alarms_per_hour")}
                 for th, r in test.items()
             },
+            "human_derived_test_voice": {
+                **{k: human[k] for k in ("detection_rate", "false_alarms_per_hour", "keyword_occurrences")},
+                "streams": int(len(x_h)),
+                "persons": list(speech.PERSON_SPLIT["test"]),
+            },
+            "real_voice": real_voice_keyword(model, prepared.preprocessing, threshold),
         }
 
     def step_input(self, preprocessing: dict) -> str:
@@ -386,7 +464,7 @@ class KeywordSpottingTask(Task):
         """Sliding-window nearest centroid: mean MFCC of the last 0.5 s, keyword vs other centroid."""
         window = 25
         x_tr, y_tr, _ = self._part(0)
-        x, _, events = self._part(2)
+        x, _, events = self._part(2, source=0)
         f_tr, f_te = _sliding_mean_mfcc(x_tr, window), _sliding_mean_mfcc(x, window)
         mu, sd = f_tr.reshape(-1, 13).mean(0), f_tr.reshape(-1, 13).std(0)
         f_tr, f_te = (f_tr - mu) / sd, (f_te - mu) / sd
@@ -463,13 +541,17 @@ class ConnectedDigitsTask(Task):
             norm_mean=mean,
             norm_var=var,
             dataset=_synth_dataset_card("connected digit strings (1-6 digits, one utterance)", self.front)
-            | {"word_gap": "espeak-ng -g 0-12 (0-120 ms extra pause between words)"},
-            split=_split_card(d["split"], "by voice variant: train, validation and test voices are disjoint"),
+            | {
+                "word_gap": "espeak-ng -g 0-12 (0-120 ms extra pause between words); human-derived voices: "
+                f"separately rendered digits joined with {speech.DIGIT_PAUSES[0]}-{speech.DIGIT_PAUSES[1]} s pauses"
+            },
+            split=_split_card(d["split"], _SPLIT_HOW),
             preprocessing={
                 "labels": ["<blank>", *speech.DIGITS],
                 "n_features": int(d["x"].shape[2]),
                 "sequence_length": int(d["x"].shape[1]),
                 "canvas_seconds": 4.5,
+                "placement": _placement(4.5, DIGITS_LEAD),
                 "features": self.front.to_dict(),
                 "decoding": f"greedy and CTC prefix beam search (width {self.beam_width})",
                 "normalization": _normalization(mean, var),
@@ -477,16 +559,28 @@ class ConnectedDigitsTask(Task):
         )
 
     def evaluate(self, model: keras.Model, prepared: Prepared, head: str) -> dict:
+        d = self.data()
         x, labels = self.test_data()
         log_probs = np.asarray(model.predict(x, verbose=0))
         refs = [[int(v) for v in row if v > 0] for row in labels]
-        greedy = error_rates(ctc_decode(log_probs), refs)
-        beam = error_rates(ctc_decode(log_probs, self.beam_width), refs)
+        synth = d["source"][d["split"] == 2] == 0  # espeak-ng test voices: the figure as first measured
+        pick = lambda rows, keep: [r for r, k in zip(rows, keep, strict=True) if k]  # noqa: E731
+        greedy = ctc_decode(log_probs)
         return {
-            **beam,
+            **error_rates(ctc_decode(log_probs[synth], self.beam_width), pick(refs, synth)),
             "decoding": f"beam search, width {self.beam_width}",
-            "greedy": greedy,
-            "test_utterances": len(refs),
+            "greedy": error_rates(pick(greedy, synth), pick(refs, synth)),
+            "test_utterances": int(synth.sum()),
+            "scope": "sequence/digit error, greedy and test_utterances: the espeak-ng test voice variants (white "
+            "noise, no channel); human_derived_test_voice: the test person's flite/festival digits joined with "
+            "pauses, through random channels; real_voice: recordings never trained on",
+            "human_derived_test_voice": {
+                **error_rates(pick(greedy, ~synth), pick(refs, ~synth)),
+                "decoding": "greedy",
+                "utterances": int((~synth).sum()),
+                "persons": list(speech.PERSON_SPLIT["test"]),
+            },
+            "real_voice": real_voice_digits(model, prepared.preprocessing),
         }
 
     def step_input(self, preprocessing: dict) -> str:
@@ -499,7 +593,10 @@ class ConnectedDigitsTask(Task):
         raw = np.stack([_segment_mfcc(x, 0, x.shape[0]) for x in words["x"][digit]])
         mu, sd = raw.mean(0), raw.std(0)
         centroid = NearestCentroid().fit((raw - mu) / sd, words["y"][digit])
+        d = self.data()
+        synth = d["source"][d["split"] == 2] == 0  # the model's headline scope
         x, labels = self.test_data()
+        x, labels = x[synth], labels[synth]
         refs = [[int(v) for v in row if v > 0] for row in labels]
         hyps = []
         for utterance in x:
@@ -545,3 +642,99 @@ def _segment_mfcc(x: np.ndarray, start: int, end: int) -> np.ndarray:
 SPOKEN_WORDS = SpokenWordTask()
 KEYWORD_SPOTTING = KeywordSpottingTask()
 CONNECTED_DIGITS = ConnectedDigitsTask()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Real recorded speech (`zoo.data.real_voice`): measured by every speech task's evaluate() and by
+# scripts/real_voice_eval.py, never trained or tuned on. Each function reads only the model and the
+# preprocessing entry of its card, so a shipped model can be re-measured.
+
+WORDS_LEAD = 0.1  # seconds of silence before the trimmed speech at inference (training: random 0-0.2 s)
+DIGITS_LEAD = 0.15  # (training: random 0-0.3 s)
+
+
+def real_voice_words(model: keras.Model, preprocessing: dict) -> dict:
+    """Single-word accuracy of a word classifier on the recorded vocabulary words (digits and "no")."""
+    names, waves = real_voice.real_words()
+    pred = np.asarray(model.predict(placed_features(waves, preprocessing), verbose=0)).argmax(-1)
+    classes = preprocessing["class_names"]
+    said = [classes[int(p)] for p in pred]
+    digits = [i for i, n in enumerate(names) if n in speech.DIGITS]
+    return {
+        "digit_accuracy": float(np.mean([said[i] == names[i] for i in digits])),
+        "word_accuracy": float(np.mean([s == n for s, n in zip(said, names, strict=True)])),
+        "predictions": dict(zip(names, said, strict=True)),
+        "data": f"{real_voice.PACKAGE}: {len(names)} recordings ({', '.join(names)}), one take each",
+    }
+
+
+def real_voice_digits(model: keras.Model, preprocessing: dict) -> dict:
+    """A CTC digit model on recorded digits: each digit alone, and joined sequences of 1-6 digits per pause
+    length and noise level (`zoo.data.real_voice.digit_sequences`), greedy-decoded: Keras's CTC beam search
+    takes about 2 s per utterance on the JAX backend here (the espeak-ng test figure shows what the beam
+    adds), and these 910 clips would take half an hour."""
+    _, words = real_voice.real_words()
+    conditions = [(p, snr) for p in real_voice.SEQUENCE_PAUSES for snr in real_voice.SEQUENCE_SNRS_DB]
+    refs: list[list[int]] = [[d] for d in range(10)]
+    waves = list(words[:10])
+    for pause, snr in conditions:
+        digits, audio = real_voice.digit_sequences(pause, snr)
+        refs += digits
+        waves += audio
+    # One batch padded to the longest clip: one compiled shape for the model and the beam search.
+    hyps = [
+        [v - 1 for v in row]
+        for row in ctc_decode(model.predict(placed_features(waves, preprocessing), verbose=0))
+    ]
+    n = real_voice.SEQUENCES_PER_CONDITION
+    sequences = {}
+    for i, (pause, snr) in enumerate(conditions):
+        part = slice(10 + i * n, 10 + (i + 1) * n)
+        key = f"pause_{pause:g}s_" + ("clean" if snr is None else f"snr_{snr:g}db")
+        sequences[key] = {k: round(v, 4) for k, v in error_rates(hyps[part], refs[part]).items()}
+    clean = [k for k in sequences if k.endswith("clean")]
+    overall = error_rates(hyps[10:], refs[10:])
+    return {
+        "single_digit_accuracy": float(np.mean([h == r for h, r in zip(hyps[:10], refs[:10], strict=True)])),
+        "single_digits_transcribed": ["".join(map(str, h)) for h in hyps[:10]],
+        "sequences": sequences,
+        "sequence_error_rate_clean": float(np.mean([sequences[k]["sequence_error_rate"] for k in clean])),
+        "sequence_error_rate_all": overall["sequence_error_rate"],
+        "digit_error_rate_all": overall["digit_error_rate"],
+        "data": f"{real_voice.PACKAGE} digits 0-9 (one take each); {n} sequences of 1-6 digits per condition, "
+        "the recordings cut to their speech (zoo.audio.trim_silence) and joined with pauses of "
+        f"{', '.join(f'{p:g}' for p in real_voice.SEQUENCE_PAUSES)} s, clean or in white noise at "
+        + ", ".join(f"{s:g} dB" for s in real_voice.SEQUENCE_SNRS_DB if s is not None)
+        + " SNR; the same digit sequences in every condition; greedy decoding",
+    }
+
+
+def real_voice_keyword(model: keras.Model, preprocessing: dict, threshold: float) -> dict:
+    """A keyword spotter on streams of recorded words (`zoo.data.real_voice.keyword_streams`), clean and in
+    10 dB white noise, at ``threshold`` (the one chosen on the validation voices)."""
+    front = FrontEnd.from_dict(preprocessing["features"])
+    out = {}
+    for snr in (None, 10.0):
+        audio, occurrences = real_voice.keyword_streams(preprocessing["keyword"], snr)
+        x = np.stack([front(a) for a in audio])
+        events = np.array(
+            [
+                (s, max(0, (a - front.win_length) // front.hop + 1), b // front.hop + 1)
+                for s, a, b in occurrences
+            ],
+            "int64",
+        ).reshape(-1, 3)
+        probs = np.asarray(model.predict(x, verbose=0))[..., 1]
+        r = score_detections([detect(p, threshold) for p in probs], events, x.shape[1], front.frame_seconds)
+        out["clean" if snr is None else f"snr_{snr:g}db"] = {
+            k: r[k]
+            for k in ("detection_rate", "false_alarms_per_hour", "keyword_occurrences", "false_alarms")
+        } | {"audio_hours": r["audio_hours"]}
+    others = sorted((set(real_voice.WORD_FILES) | set(real_voice.OTHER_FILES)) - {preprocessing["keyword"]})
+    out["data"] = (
+        f"{real_voice.PACKAGE}: {real_voice.STREAMS} streams of {real_voice.STREAM_SECONDS:g} s per condition, "
+        f"the one recording of {preprocessing['keyword']!r} among {len(others)} other recorded words "
+        f"({', '.join(others)}); pauses 0.05-0.6 s, levels 0.5-1.0"
+    )
+    out["threshold"] = threshold
+    return out
