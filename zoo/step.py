@@ -54,10 +54,8 @@ def one_blas_thread() -> None:
     fighting the broker and the network for the cores made them far slower in measurement: a 512-row step 7x
     in the MQTT service, a 125-row GRU step of activity-gru-causal 30x (22 ms instead of 0.7) on a loaded
     2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without threadpoolctl numpy keeps its default
-        return
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(1)
 
 
