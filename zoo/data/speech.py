@@ -584,10 +584,15 @@ def _snr(split: int, source: int, rng: np.random.Generator) -> float | None:
 
 
 def spoken_words(
-    front: FrontEnd, renditions: int = 2, seconds: float = 1.2, seed: int = 0, human_renditions: int = 20
+    front: FrontEnd,
+    renditions: int = 2,
+    seconds: float = 1.2,
+    seed: int = 0,
+    human_renditions: tuple[int, int, int] = (60, 20, 20),
 ) -> dict:
     """Isolated words: every variant says every word ``renditions`` times (random accent/speed/pitch/SNR),
-    and every word is said ``human_renditions`` times per split by random human-derived speakers.
+    and every word is said ``human_renditions`` times (train, validation, test) by random human-derived speakers
+    of the split.
 
     Returns arrays ``x`` ``[N, T, F]`` (log-mel of a ``seconds`` canvas, speech placed by `speech_clip`),
     ``y`` word index, ``split`` (0 train, 1 validation, 2 test, by voice variant / person), ``voice``,
@@ -621,7 +626,7 @@ def spoken_words(
         for s, part in enumerate(("train", "val", "test")):
             speakers = human_speakers(bank, part)
             for w in range(len(WORDS)):
-                for _ in range(human_renditions):
+                for _ in range(human_renditions[s]):
                     speaker = speakers[int(rng.integers(len(speakers)))]
                     waves.append(speaker.say(w))
                     meta.append((w, s, speaker.name, 1))
