@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.audio import FrontEnd, read_wav
+from zoo.audio import FrontEnd, place_speech, read_wav
 from zoo.backend import keras
 from zoo.cards import Card
 from zoo.step import StepModel
@@ -59,20 +59,17 @@ def listen_wave(stepper: StepModel, card: Card, wave: np.ndarray, chunk_seconds:
 # ------------------------------------------------------------------------------------------------------------
 # Isolated words.
 
-# Silence before the word on the clip: inside the 0-0.2 s range the training clips were placed at.
-CLIP_LEAD_SECONDS = 0.1
 
-
-def word_clip(wave: np.ndarray, card: Card) -> np.ndarray:
-    """``wave`` laid on the model's clip as in training: a short lead of silence, then the audio, padded with
-    silence (or cut) to the card's ``clip_seconds``."""
-    rate = sample_rate(card)
-    length = int(float(card.preprocessing.details["clip_seconds"]) * rate)
-    lead = int(CLIP_LEAD_SECONDS * rate)
-    clip = np.zeros(length, dtype="float32")
-    piece = np.asarray(wave, "float32")[: length - lead]
-    clip[lead : lead + len(piece)] = piece
-    return clip
+def placed(wave: np.ndarray, card: Card) -> np.ndarray:
+    """``wave`` laid on the model's canvas as its card's ``placement`` says (`zoo.audio.place_speech`: the
+    voice-activity trim training used, a lead of silence, padding to the training canvas)."""
+    placement = card.preprocessing.details["placement"]
+    return place_speech(
+        np.asarray(wave, "float32"),
+        sample_rate(card),
+        float(placement["canvas_seconds"]),
+        float(placement["lead_seconds"]),
+    )
 
 
 def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
@@ -81,7 +78,11 @@ def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
     Returns ``{"label", "probability", "probabilities"}``; ``probabilities`` maps every word to its
     probability, most likely first.
     """
-    probs = np.asarray(model.predict(front_end(card)(word_clip(wave, card))[None], verbose=0))[0]
+    # One word fits the clip; longer speech is cut to the clip the classifier was trained on.
+    clip = placed(wave, card)[
+        : int(float(card.preprocessing.details["placement"]["canvas_seconds"]) * sample_rate(card))
+    ]
+    probs = np.asarray(model.predict(front_end(card)(clip)[None], verbose=0))[0]
     names = card.class_names or [str(i) for i in range(len(probs))]
     order = np.argsort(-probs)
     return {
@@ -116,14 +117,10 @@ def ctc_decode(log_probs: np.ndarray, beam_width: int = 0) -> list[list[int]]:
 def transcribe_wave(model: keras.Model, card: Card, wave: np.ndarray, beam_width: int = 16) -> str:
     """Digits spoken in ``wave`` (mono, at the front end's rate), e.g. ``"314"``.
 
-    The audio is placed in silence as in training (0.15 s before, padded to the training canvas after).
+    The audio is placed as in training (`placed`).
     """
     front = front_end(card)
-    lead = np.zeros(int(0.15 * front.sample_rate), "float32")
-    wave = np.concatenate([lead, np.asarray(wave, "float32")])
-    canvas = int(card.preprocessing.details.get("canvas_seconds", 0) * front.sample_rate)
-    if len(wave) < canvas:
-        wave = np.concatenate([wave, np.zeros(canvas - len(wave), "float32")])
+    wave = placed(wave, card)
     log_probs = np.asarray(model.predict(front(wave)[None], verbose=0))
     labels = ctc_decode(log_probs, beam_width)[0]
     return "".join(str(v - 1) for v in labels)
