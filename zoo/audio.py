@@ -151,6 +151,11 @@ class FrontEnd:
         """Frames produced from ``n_samples`` samples (0 when shorter than one window)."""
         return 0 if n_samples < self.win_length else 1 + (n_samples - self.win_length) // self.hop
 
+    def frame_span(self, start: int, end: int) -> tuple[int, int]:
+        """``(first, last + 1)``: the frames whose window overlaps samples ``start`` to ``end`` (an event such as
+        a spoken keyword, as frame targets mark it)."""
+        return max(0, (start - self.win_length) // self.hop + 1), end // self.hop + 1
+
     def frames_from_windows(self, windows: np.ndarray) -> np.ndarray:
         """Features of raw sample windows ``[k, win_length]`` -> ``[k, n_features]`` float32.
 

@@ -2,8 +2,8 @@
 stream of audio frames.
 
 What `zoo.classify_audio`, `zoo.transcribe`, `zoo.listen` and the `rnnzoo classify-audio / transcribe / listen`
-commands run; the speech tasks
-(`zoo.tasks.speech`) use the same decoding to score their test splits.
+commands run; the speech tasks (`zoo.tasks.speech`) use the same placement and decoding to score their test
+splits.
 """
 
 from __future__ import annotations
@@ -60,16 +60,15 @@ def listen_wave(stepper: StepModel, card: Card, wave: np.ndarray, chunk_seconds:
 # Isolated words.
 
 
-def placed(wave: np.ndarray, card: Card) -> np.ndarray:
-    """``wave`` laid on the model's canvas as its card's ``placement`` says (`zoo.audio.place_speech`: the
-    voice-activity trim training used, a lead of silence, padding to the training canvas)."""
-    placement = card.preprocessing.details["placement"]
-    return place_speech(
-        np.asarray(wave, "float32"),
-        sample_rate(card),
-        float(placement["canvas_seconds"]),
-        float(placement["lead_seconds"]),
-    )
+def placed(wave: np.ndarray, preprocessing: dict, cut: bool = False) -> np.ndarray:
+    """``wave`` laid on a clip model's canvas as its preprocessing's ``placement`` says (a card's
+    ``preprocessing.details``; `zoo.audio.place_speech`: the voice-activity trim training used, a lead of
+    silence, padding to the training canvas). ``cut``: longer speech is cut to the canvas, not kept whole."""
+    placement = preprocessing["placement"]
+    rate = int(preprocessing["features"]["sample_rate"])
+    canvas = float(placement["canvas_seconds"])
+    out = place_speech(np.asarray(wave, "float32"), rate, canvas, float(placement["lead_seconds"]))
+    return out[: int(canvas * rate)] if cut else out
 
 
 def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
@@ -79,9 +78,7 @@ def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
     probability, most likely first.
     """
     # One word fits the clip; longer speech is cut to the clip the classifier was trained on.
-    clip = placed(wave, card)[
-        : int(float(card.preprocessing.details["placement"]["canvas_seconds"]) * sample_rate(card))
-    ]
+    clip = placed(wave, card.preprocessing.details, cut=True)
     probs = np.asarray(model.predict(front_end(card)(clip)[None], verbose=0))[0]
     names = card.class_names or [str(i) for i in range(len(probs))]
     order = np.argsort(-probs)
@@ -120,7 +117,7 @@ def transcribe_wave(model: keras.Model, card: Card, wave: np.ndarray, beam_width
     The audio is placed as in training (`placed`).
     """
     front = front_end(card)
-    wave = placed(wave, card)
+    wave = placed(wave, card.preprocessing.details)
     log_probs = np.asarray(model.predict(front(wave)[None], verbose=0))
     labels = ctc_decode(log_probs, beam_width)[0]
     return "".join(str(v - 1) for v in labels)

@@ -719,8 +719,7 @@ def keyword_streams(
                             break
                         audio[t : t + len(word)] = word
                         if j == 0:  # frames whose window overlaps the keyword
-                            first = max(0, (t - front.win_length) // front.hop + 1)
-                            events.append((len(xs), first, (t + len(word)) // front.hop + 1))
+                            events.append((len(xs), *front.frame_span(t, t + len(word))))
                         t += len(word) + int(rng.uniform(0.05, 0.6) * SAMPLE_RATE)
                     if _augmented(s, origin):
                         audio = channel(audio, rng)[:length]

@@ -14,10 +14,10 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.neighbors import NearestCentroid
 
-from zoo.audio import FrontEnd, mean_mfcc, place_speech
+from zoo.audio import FrontEnd, mean_mfcc
 from zoo.backend import keras
 from zoo.data import real_voice, speech
-from zoo.speech import KWS_REFRACTORY, ctc_decode
+from zoo.speech import KWS_REFRACTORY, ctc_decode, placed
 from zoo.tasks.base import Prepared, Task, feature_stats
 from zoo.tasks.classification import ClassificationTask
 
@@ -77,14 +77,10 @@ def _placement(canvas: float, lead: float) -> dict:
 
 
 def placed_features(waves: list[np.ndarray], preprocessing: dict) -> np.ndarray:
-    """Model input ``[N, T, F]`` of clips: each placed as at inference (`zoo.audio.place_speech`), then padded
+    """Model input ``[N, T, F]`` of clips: each placed as at inference (`zoo.speech.placed`), then padded
     with silence frames to the longest (at least the training canvas)."""
     front = FrontEnd.from_dict(preprocessing["features"])
-    place = preprocessing["placement"]
-    feats = [
-        front(place_speech(w, front.sample_rate, place["canvas_seconds"], place["lead_seconds"]))
-        for w in waves
-    ]
+    feats = [front(placed(w, preprocessing)) for w in waves]
     t = max(len(f) for f in feats)
     silence = front.frames_from_windows(np.zeros((1, front.win_length)))[0]
     return np.stack([np.concatenate([f, np.tile(silence, (t - len(f), 1))]) for f in feats])
@@ -718,10 +714,7 @@ def real_voice_keyword(model: keras.Model, preprocessing: dict, threshold: float
         audio, occurrences = real_voice.keyword_streams(preprocessing["keyword"], snr)
         x = np.stack([front(a) for a in audio])
         events = np.array(
-            [
-                (s, max(0, (a - front.win_length) // front.hop + 1), b // front.hop + 1)
-                for s, a, b in occurrences
-            ],
+            [(s, *front.frame_span(a, b)) for s, a, b in occurrences],
             "int64",
         ).reshape(-1, 3)
         probs = np.asarray(model.predict(x, verbose=0))[..., 1]
