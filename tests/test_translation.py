@@ -110,3 +110,17 @@ def test_cli_translates_and_bad_input_is_one_line(capsys) -> None:
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and words in lines[0]
     assert main(["translate", NAME]) == 2 and main(["translate", NAME, "a b c", "--beam", "0"]) == 2
+
+
+def test_corpus_is_the_pinned_catalogs_whatever_else_is_installed(tmp_path, monkeypatch) -> None:
+    """A catalog another Debian package adds (alsa-utils comes with festival) must not reshuffle the split."""
+    from zoo.data import translation as data
+
+    for name in data.PINNED_CATALOGS:
+        (tmp_path / name).symlink_to(data.LOCALE_DIR / name)
+    (tmp_path / "alsa-utils.mo").write_bytes(b"")  # an extra catalog, sorted among the pinned ones
+    monkeypatch.setattr(data, "LOCALE_DIR", tmp_path)
+    assert [f.name for f in data.catalogs()] == sorted(data.PINNED_CATALOGS)
+    (tmp_path / "bash.mo").unlink()
+    with pytest.raises(FileNotFoundError, match="1 pinned French gettext catalog"):
+        data.catalogs()
