@@ -236,6 +236,22 @@ class Fleet:
     async def close(self) -> None:
         await self.nc.drain()
 
+    async def finish(self, model, logs, timeout: float = 30.0) -> dict[str, int]:  # noqa: ANN001
+        """Wait for a prediction of every reading sent, `check` them all, close; `logs()` explains a shortfall."""
+        await self.wait_all(timeout)
+        assert self.distinct() == len(self.order), (self.distinct(), logs())
+        result = self.check(model)
+        await self.close()
+        return result
+
+
+def assert_checkpoints_hold_every_reading_once(
+    url: str, devices: int, per_device: int, partitions: int = PARTITIONS
+) -> None:
+    """After the workers stopped: every device's checkpointed state has taken exactly its `per_device` steps."""
+    steps = asyncio.run(_checkpointed_steps(url, partitions))
+    assert steps == {f"dev{i}": per_device for i in range(devices)}, steps
+
 
 async def _checkpointed_steps(url: str, partitions: int = PARTITIONS) -> dict[str, int]:
     """device → steps in the partitions' checkpoints (what a new owner would resume from)."""
@@ -303,23 +319,19 @@ def test_kill_9_a_worker_mid_stream_state_is_exactly_once(nats_server, workers, 
         workers.start("a")  # rejoins: b releases two partitions (checkpointed) and a claims them
         await fleet.wait_owners({"a": 2, "b": 2}, timeout=LEASE_TTL + 5)
         await fleet.publish(80, pause=0.002)
-        await fleet.wait_all(30)
-        assert fleet.distinct() == 240, (fleet.distinct(), workers.logs())
-        result = fleet.check(model)
+        result = await fleet.finish(model, workers.logs)
         # A refused reading counts as done like a stepped one: if the kill lands before its checkpoint, the
         # next owner answers it again, identically (at least once, deduplicable by subject and seq).
         answers: dict[tuple[str, int], dict] = {}
         for e in fleet.errors:
             assert answers.setdefault((e["subject"], e["seq"]), e) == e, (answers, e)
         result["errors"] = sorted(e["reason"] for e in answers.values())
-        await fleet.close()
         return result
 
     result = asyncio.run(scenario())
     assert result["errors"] == ["bad device id", "not JSON"], result
     workers.stop_all()  # SIGTERM: checkpoint and release
-    steps = asyncio.run(_checkpointed_steps(nats_server.url))
-    assert steps == {f"dev{i}": 30 for i in range(8)}, steps
+    assert_checkpoints_hold_every_reading_once(nats_server.url, 8, 30)
 
 
 def test_nats_server_killed_and_restarted(nats_server, workers, tiny_file) -> None:
@@ -338,10 +350,7 @@ def test_nats_server_killed_and_restarted(nats_server, workers, tiny_file) -> No
         await asyncio.sleep(0.5)
         nats_server.start()
         await fleet.publish(60)
-        await fleet.wait_all(30)
-        assert fleet.distinct() == 120, (fleet.distinct(), workers.logs())
-        fleet.check(model)
-        await fleet.close()
+        await fleet.finish(model, workers.logs)
 
     asyncio.run(scenario())
 
@@ -409,15 +418,11 @@ def test_ten_sigkill_trials_in_a_row(trial, nats_server, workers, tiny_file) -> 
         await fleet.publish(60 + 7 * trial, pause=0.001)
         workers.kill("a" if trial % 2 else "b")
         await fleet.publish(len(fleet.order) - fleet.sent, pause=0.001)
-        await fleet.wait_all(30)
-        assert fleet.distinct() == len(fleet.order), (fleet.distinct(), workers.logs())
-        fleet.check(model)
-        await fleet.close()
+        await fleet.finish(model, workers.logs)
 
     asyncio.run(scenario())
     workers.stop_all()
-    steps = asyncio.run(_checkpointed_steps(nats_server.url))
-    assert steps == {f"dev{i}": 25 for i in range(12)}, steps
+    assert_checkpoints_hold_every_reading_once(nats_server.url, 12, 25)
 
 
 def test_a_worker_with_another_partition_count_refuses_to_start(nats_server, workers, tiny_file) -> None:
@@ -456,15 +461,11 @@ def test_whole_group_killed_and_restarted(nats_server, workers, tiny_file) -> No
         workers.start("a")
         workers.start("b")
         await fleet.publish(40, pause=0.001)
-        await fleet.wait_all(30)
-        assert fleet.distinct() == 160, (fleet.distinct(), workers.logs())
-        fleet.check(model)
-        await fleet.close()
+        await fleet.finish(model, workers.logs)
 
     asyncio.run(scenario())
     workers.stop_all()
-    steps = asyncio.run(_checkpointed_steps(nats_server.url))
-    assert steps == {f"dev{i}": 20 for i in range(8)}, steps
+    assert_checkpoints_hold_every_reading_once(nats_server.url, 8, 20)
 
 
 def test_four_workers_eight_partitions_one_killed_mid_stream(nats_server_8, tiny_file, tmp_path) -> None:
@@ -488,16 +489,12 @@ def test_four_workers_eight_partitions_one_killed_mid_stream(nats_server_8, tiny
             assert time.monotonic() < deadline, f"c's partitions never taken over: {owners}"
             await asyncio.sleep(0.1)
         await fleet.publish(len(fleet.order) - fleet.sent)
-        await fleet.wait_all(60)
-        assert fleet.distinct() == 2400, (fleet.distinct(), group.logs())
-        fleet.check(model)
-        await fleet.close()
+        await fleet.finish(model, group.logs, timeout=60)
 
     try:
         asyncio.run(scenario())
         group.stop_all()
-        steps = asyncio.run(_checkpointed_steps(nats_server_8.url, partitions=8))
-        assert steps == {f"dev{i}": 12 for i in range(200)}, steps
+        assert_checkpoints_hold_every_reading_once(nats_server_8.url, 200, 12, partitions=8)
     finally:
         group.stop_all()
 
@@ -521,12 +518,8 @@ def test_a_worker_killed_inside_a_checkpoint_cycle(point, nats_server, workers, 
         assert workers.wait_exit("a", timeout=20) == -signal.SIGKILL, workers.logs()
         await fleet.wait_owners({"b": 4}, timeout=LEASE_TTL + 5)
         await fleet.publish(len(fleet.order) - fleet.sent, pause=0.001)
-        await fleet.wait_all(30)
-        assert fleet.distinct() == 240, (fleet.distinct(), workers.logs())
-        fleet.check(model)
-        await fleet.close()
+        await fleet.finish(model, workers.logs)
 
     asyncio.run(scenario())
     workers.stop_all()
-    steps = asyncio.run(_checkpointed_steps(nats_server.url))
-    assert steps == {f"dev{i}": 30 for i in range(8)}, steps
+    assert_checkpoints_hold_every_reading_once(nats_server.url, 8, 30)
