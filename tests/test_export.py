@@ -357,13 +357,12 @@ def test_translation_greedy_decoding_with_exported_graphs_equals_translator(tmp_
 def test_ctc_sequence_graph_decodes_the_same_digits_as_keras(tmp_path: Path, fmt: str) -> None:
     """digits-ctc-bigru's exported graphs differ from Keras by a few 1e-4 in log-probability (its card): on every
     test sequence each frame's most likely symbol is still Keras's, so greedy CTC decoding gives the same digits."""
-    from zoo.export.sequence import SequenceRuntime
+    from zoo.export.sequence import SEQUENCE_FILES, SequenceRuntime
 
     name = "digits-ctc-bigru"
     assert main(["export", name, "--format", fmt, "--sequence", "--out", str(tmp_path)]) == 0
     x = np.asarray(zoo.test_data(name)[0], dtype=np.float32)
-    runtime = SequenceRuntime(tmp_path / {"onnx": "sequence.onnx", "litert": "sequence.tflite"}[fmt], fmt)
-    got = np.concatenate([runtime.predict(x[i : i + 64]) for i in range(0, len(x), 64)])
+    got = SequenceRuntime(tmp_path / SEQUENCE_FILES[fmt], fmt).predict(x)
     want = np.asarray(zoo.load(name).predict(x, batch_size=64, verbose=0))
     assert np.abs(got - want).max() <= 1e-3
     assert np.array_equal(got.argmax(-1), want.argmax(-1))

@@ -5,7 +5,7 @@ is kept when both sides are single-line, the English has at least 3 words and at
 GTK mnemonic underscores (``_Open``) are removed; format placeholders (``%s``, ``%1$d``, ``{0}``) are kept as
 they are (the tokenizer makes each one token, so a model can learn to copy them). English strings that occur in
 several catalogs keep the translation of the first catalog in file-name order (one target per source). The
-corpus is the 81 catalogs of ``PINNED_CATALOGS`` (those the shipped model was trained on), not whatever else
+corpus is the catalogs of ``PINNED_CATALOGS`` (those the shipped model was trained on), not whatever else
 another installed package adds.
 
 The owning package and its installed version are recorded for every catalog used (``dpkg -S`` and
@@ -47,7 +47,7 @@ PINNED_CATALOGS = tuple(
 
 DATASET = {
     "name": "gettext en->fr message catalogs of the installed Debian packages",
-    "origin": f"{LOCALE_DIR}/<pinned>.mo (81 catalogs, one per program; packages and versions listed under 'packages')",
+    "origin": f"{LOCALE_DIR}/<pinned>.mo ({len(PINNED_CATALOGS)} catalogs, one per program; packages and versions listed under 'packages')",
     "licence": "each catalog carries its package's licence (mostly GPL/LGPL; see /usr/share/doc/<package>/copyright)",
     "what": "real human translations of SOFTWARE MESSAGES (error messages, option help, menu labels, "
     "language and country names): a narrow domain, not general English",
