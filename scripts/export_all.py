@@ -561,9 +561,18 @@ def main() -> None:
                 cards.write_card(folder, dataclasses.replace(card, exports=merged))
                 assert cards.sha256(folder / cards.MODEL_FILE) == before  # model.keras is never touched
     print_table(rows)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1) + "\n")
-    print(f"wrote {args.json}")
+    write_results(args.json, names, rows)
+
+
+def write_results(path: Path, names: list[str], rows: list[dict]) -> None:
+    """Put ``rows`` into the results file ``path`` in place of any earlier rows of ``names`` (the other models'
+    rows stay, so re-measuring one model keeps the table whole)."""
+    kept = []
+    if path.is_file():
+        kept = [r for r in json.loads(path.read_text())["rows"] if r["model"] not in names]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": _machine(), "rows": kept + rows}, indent=1) + "\n")
+    print(f"wrote {path} ({len(rows)} rows measured now, {len(kept)} kept)")
 
 
 if __name__ == "__main__":

@@ -366,3 +366,18 @@ def test_ctc_sequence_graph_decodes_the_same_digits_as_keras(tmp_path: Path, fmt
     want = np.asarray(zoo.load(name).predict(x, batch_size=64, verbose=0))
     assert np.abs(got - want).max() <= 1e-3
     assert np.array_equal(got.argmax(-1), want.argmax(-1))
+
+
+def test_export_results_file_keeps_the_rows_of_models_not_re_measured(tmp_path) -> None:
+    import importlib.util
+    import json
+
+    path = Path(__file__).parents[1] / "scripts" / "export_all.py"
+    spec = importlib.util.spec_from_file_location("export_all", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = tmp_path / "r.json"
+    script.write_results(results, ["a", "b"], [{"model": "a", "b1": 1.0}, {"model": "b", "b1": 2.0}])
+    script.write_results(results, ["b"], [{"model": "b", "b1": 3.0}])
+    rows = json.loads(results.read_text())["rows"]
+    assert rows == [{"model": "a", "b1": 1.0}, {"model": "b", "b1": 3.0}]

@@ -44,6 +44,17 @@ def test_telephone_band_removes_everything_above_4_khz() -> None:
     assert _band_power_db(noise, 4300, 8000) > _band_power_db(noise, 500, 3000) - 3
 
 
+def test_spectral_tilt_changes_the_slope_by_the_asked_db_per_octave_and_keeps_the_level() -> None:
+    noise = np.random.default_rng(3).normal(size=4 * SR).astype("float32")
+    tilted = speech.spectral_tilt(noise, 2.0)
+    assert np.mean(tilted**2) == pytest.approx(np.mean(noise**2), rel=1e-3)
+    gain = [
+        _band_power_db(tilted, f / 1.2, f * 1.2) - _band_power_db(noise, f / 1.2, f * 1.2)
+        for f in (500, 4000)
+    ]
+    assert gain[1] - gain[0] == pytest.approx(3 * 2.0, abs=0.5)  # three octaves up: 6 dB more
+
+
 def test_room_impulse_decays_60_db_in_rt60() -> None:
     rt60 = 0.4
     h = speech.room_impulse(rt60, np.random.default_rng(1))

@@ -60,6 +60,31 @@ def test_refit_trains_a_fresh_model_on_train_plus_validation(tmp_path) -> None:
     assert card.streaming.max_abs_diff_vs_keras <= 1e-5
 
 
+def test_cosine_decay_lowers_the_learning_rate_every_epoch_to_zero(tmp_path) -> None:
+    from zoo.registry import Recipe
+
+    recipe = Recipe(epochs=4, learning_rate=1.0, lr_decay="cosine")
+    assert [recipe.learning_rate_at(e) for e in range(4)] == pytest.approx(
+        [1.0, 0.8536, 0.5, 0.1464], abs=1e-4
+    )
+    assert Recipe(learning_rate=0.5).learning_rate_at(7) == 0.5
+    with pytest.raises(ValueError, match="lr_decay must be"):
+        Recipe(lr_decay="step")
+    zoo.train(
+        "activity-gru-causal",
+        out=tmp_path,
+        verbose=0,
+        units=4,
+        layers=1,
+        epochs=3,
+        patience=3,
+        lr_decay="cosine",
+    )
+    history = json.loads((tmp_path / "activity-gru-causal" / "history.json").read_text())
+    lr = Recipe().learning_rate
+    assert history["learning_rate"] == pytest.approx([lr, lr * 0.75, lr * 0.25], rel=1e-5)
+
+
 def test_balanced_class_weights_make_every_class_count_equally() -> None:
     from zoo.training import class_weights
 

@@ -74,6 +74,7 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
         shuffle=True,
         class_weight=class_weights(y_train, prepared.n_outputs) if spec.recipe.class_weight else None,
         callbacks=[GradientNormLog(), stop]
+        + _schedule(spec)
         + ([EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else []),
         verbose=0 if verbose == 1 else verbose,
     )
@@ -86,6 +87,13 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     if regression:
         _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
     return model, hist
+
+
+def _schedule(spec: ModelSpec) -> list[keras.callbacks.Callback]:
+    """The recipe's learning-rate decay as a callback (none for a fixed rate)."""
+    if spec.recipe.lr_decay is None:
+        return []
+    return [keras.callbacks.LearningRateScheduler(lambda epoch, _: spec.recipe.learning_rate_at(epoch))]
 
 
 def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
@@ -129,7 +137,7 @@ def _refit(spec: ModelSpec, prepared: Prepared, epochs: int, verbose: int) -> tu
         batch_size=spec.recipe.batch_size,
         shuffle=True,
         class_weight=class_weights(y, prepared.n_outputs) if spec.recipe.class_weight else None,
-        callbacks=[EpochBar(epochs, f"{spec.name} refit")] if verbose == 1 else [],
+        callbacks=_schedule(spec) + ([EpochBar(epochs, f"{spec.name} refit")] if verbose == 1 else []),
         verbose=0 if verbose == 1 else verbose,
     )
     return model, [float(v) for v in history.history["loss"]]

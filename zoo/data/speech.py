@@ -322,8 +322,10 @@ HUMAN_VOICES = (
 PERSON_SPLIT = {"train": ("kal", "rms", "slt"), "val": ("awb",), "test": ("ked",)}
 # Prosody of each word rendering: duration stretch (both engines) x mean F0 target in Hz (flite only:
 # festival's diphone and HTS voices keep their own intonation, and resampling shifts pitch anyway).
-HUMAN_STRETCH = (0.8, 1.0, 1.25)
-HUMAN_F0 = (95, 130, 180)
+# 1.5: slow, careful speech (a word said on its own, dictation, prompts) lasts half as long again as the
+# engines' default reading; 220 Hz: a higher voice than the engines' own.
+HUMAN_STRETCH = (0.8, 1.0, 1.25, 1.5)
+HUMAN_F0 = (95, 130, 180, 220)
 
 
 def human_voices(part: str) -> list[HumanVoice]:
@@ -435,6 +437,7 @@ def human_speakers(bank: dict[str, np.ndarray], part: str) -> list[HumanSpeaker]
 
 SPEED_RANGE = (0.82, 1.22)  # resampling factor: tempo, pitch and formants all scale by it
 REVERB_RT60 = (0.15, 0.7)  # seconds
+MIC_TILT_DB_PER_OCTAVE = 2.0  # +-: about +-7 dB across the telephone band
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 AUG_SNRS_DB = (None, 30.0, 20.0, 15.0, 10.0, 5.0)
 GAIN_DB = 12.0
@@ -483,8 +486,22 @@ def reverberate(wave: np.ndarray, impulse: np.ndarray) -> np.ndarray:
     return (out * (np.abs(wave).max() / max(1e-9, np.abs(out).max()))).astype("float32")
 
 
+def spectral_tilt(wave: np.ndarray, db_per_octave: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``wave`` through a microphone whose response rises (or falls) by ``db_per_octave`` either side of
+    1 kHz (flat below 100 Hz), at the original RMS level: voices and microphones differ most in spectral slope."""
+    spectrum = np.fft.rfft(np.asarray(wave, "float64"))
+    f = np.fft.rfftfreq(len(wave), 1 / sample_rate)
+    out = np.fft.irfft(
+        spectrum * 10 ** (db_per_octave * np.log2(np.maximum(f, 100.0) / 1000.0) / 20), len(wave)
+    )
+    return (out * np.sqrt(np.mean(np.square(wave)) / max(1e-20, float(np.mean(out**2))))).astype("float32")
+
+
 def channel(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random room and line: reverberation (p 0.4, `room_impulse`) then telephone band (p 0.4)."""
+    """A random microphone, room and line: spectral tilt (p 0.5, `spectral_tilt`), reverberation (p 0.4,
+    `room_impulse`), then telephone band (p 0.4)."""
+    if rng.random() < 0.5:
+        wave = spectral_tilt(wave, rng.uniform(-MIC_TILT_DB_PER_OCTAVE, MIC_TILT_DB_PER_OCTAVE))
     if rng.random() < 0.4:
         wave = reverberate(wave, room_impulse(rng.uniform(*REVERB_RT60), rng))
     if rng.random() < 0.4:
@@ -529,6 +546,7 @@ def augmentation_card() -> dict:
     return {
         "speed_pitch_formants": f"resampling by {SPEED_RANGE[0]}-{SPEED_RANGE[1]} (vocal-tract-length "
         "perturbation: tempo, pitch and formants scale together)",
+        "microphone": f"p 0.5: spectral tilt +-{MIC_TILT_DB_PER_OCTAVE:g} dB/octave about 1 kHz",
         "reverberation": f"p 0.4: simulated room impulse response, RT60 {REVERB_RT60[0]}-{REVERB_RT60[1]} s, "
         "direct-to-reverberant ratio -3 to 12 dB",
         "telephone_band": f"p 0.4: 8 kHz round trip and {TELEPHONE_BAND_HZ[0]:g}-{TELEPHONE_BAND_HZ[1]:g} Hz "
