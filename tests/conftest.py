@@ -157,6 +157,17 @@ def publisher(port: int) -> mqtt.Client:
     return client
 
 
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` imported as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def tiny_model(n_features: int = 3, n_classes: int = 4, seed: int = 0):
     """A small causal classifier with random weights: Normalization → GRU → LSTM → Dropout → Dense softmax."""
     import keras

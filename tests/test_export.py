@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import offline, tiny_model
+from conftest import load_script, offline, tiny_model
 from hypothesis import HealthCheck, assume, given, settings
 from test_stream_step import architecture, build, float64_outputs, keras_outputs
 
@@ -369,13 +369,9 @@ def test_ctc_sequence_graph_decodes_the_same_digits_as_keras(tmp_path: Path, fmt
 
 
 def test_export_results_file_keeps_the_rows_of_models_not_re_measured(tmp_path) -> None:
-    import importlib.util
     import json
 
-    path = Path(__file__).parents[1] / "scripts" / "export_all.py"
-    spec = importlib.util.spec_from_file_location("export_all", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("export_all")
     results = tmp_path / "r.json"
     script.write_results(results, ["a", "b"], [{"model": "a", "b1": 1.0}, {"model": "b", "b1": 2.0}])
     script.write_results(results, ["b"], [{"model": "b", "b1": 3.0}])

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 import zoo
 from zoo.audio import place_speech, speech_span, trim_silence
@@ -165,13 +166,7 @@ def test_speech_cards_carry_real_voice_figures(name: str) -> None:
 @needs_asterisk
 @pytest.mark.parametrize("name", [n for n in MODELS if n in zoo.list_models()])
 def test_real_voice_figures_re_measure_to_the_card(name: str) -> None:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "real_voice_eval.py"
-    spec = importlib.util.spec_from_file_location("real_voice_eval", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("real_voice_eval")
     fresh, card = script.measure(name), zoo.card(name).test_metrics["real_voice"]
     for key, value in card.items():
         if isinstance(value, float):

@@ -156,6 +156,10 @@ class FrontEnd:
         a spoken keyword, as frame targets mark it)."""
         return max(0, (start - self.win_length) // self.hop + 1), end // self.hop + 1
 
+    def silence_frame(self) -> np.ndarray:
+        """The feature frame of digital silence ``[n_features]`` (what a canvas is padded with)."""
+        return self.frames_from_windows(np.zeros((1, self.win_length)))[0]
+
     def frames_from_windows(self, windows: np.ndarray) -> np.ndarray:
         """Features of raw sample windows ``[k, win_length]`` -> ``[k, n_features]`` float32.
 

@@ -87,7 +87,7 @@ def placed_features(waves: list[np.ndarray], preprocessing: dict) -> np.ndarray:
     front = FrontEnd.from_dict(preprocessing["features"])
     feats = [front(placed(w, preprocessing)) for w in waves]
     t = max(len(f) for f in feats)
-    silence = front.frames_from_windows(np.zeros((1, front.win_length)))[0]
+    silence = front.silence_frame()
     return np.stack([np.concatenate([f, np.tile(silence, (t - len(f), 1))]) for f in feats])
 
 
@@ -256,8 +256,7 @@ def _augmentation_card(copies: int) -> dict:
 
 def _speech_frames(x: np.ndarray, front: FrontEnd) -> np.ndarray:
     """Frames per clip that are not the canvas's digital silence: the trimmed speech with its pauses."""
-    silence = front.frames_from_windows(np.zeros((1, front.win_length)))[0]
-    return (np.abs(x - silence).max(-1) > 1e-6).sum(1)
+    return (np.abs(x - front.silence_frame()).max(-1) > 1e-6).sum(1)
 
 
 def _speech_mean_mfcc(x: np.ndarray, frames: np.ndarray) -> np.ndarray:
