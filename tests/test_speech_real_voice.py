@@ -135,6 +135,25 @@ def test_human_derived_voices_render_a_word(voice: speech.HumanVoice) -> None:
     assert np.abs(slow).max() > 0.01
 
 
+def test_every_word_a_voice_of_another_language_says_has_a_respelling() -> None:
+    assert set(speech.RESPELLED) == set(speech.WORDS + speech.FILLERS)
+    women = {"slt", "lp", "ona", "lj", "dita"}  # the real test voice is a woman: women train and validate
+    assert women & set(speech.PERSON_SPLIT["train"]) and women & set(speech.PERSON_SPLIT["val"])
+
+
+@pytest.mark.skipif(shutil.which("text2wave") is None, reason="setup.sh")
+def test_a_voice_of_another_language_reads_the_respelled_word() -> None:
+    italian = next(v for v in speech.HUMAN_VOICES if v.voice == "lp_diphone")
+    said = speech.synthesise_human("three", italian)
+    respelled = speech.synthesise_human(
+        speech.RESPELLED["three"], speech.HumanVoice("festival", "lp_diphone", "x")
+    )
+    np.testing.assert_array_equal(said, respelled)
+    assert not np.array_equal(
+        said, speech.synthesise_human("three", speech.HumanVoice("festival", "lp_diphone", "x"))
+    )
+
+
 needs_asterisk = pytest.mark.skipif(not real_voice.FOLDER.is_dir(), reason="asterisk sounds (setup.sh)")
 
 
