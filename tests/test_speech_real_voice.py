@@ -201,3 +201,14 @@ def json_round(value: object) -> object:
     if isinstance(value, float):
         return round(value, 3)
     return value
+
+
+def test_validation_check_refuses_a_person_who_does_not_validate(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = load_script("speech_validation")
+    monkeypatch.setattr("sys.argv", ["speech_validation.py", "ked"])
+    with pytest.raises(SystemExit) as stop:
+        script.main()
+    assert stop.value.code == 2
+    assert "not a validation person: ked (choose from awb, dita)" in capsys.readouterr().err

@@ -634,7 +634,7 @@ def spoken_words(
     renditions: int = 2,
     seconds: float = 1.2,
     seed: int = 0,
-    human_renditions: tuple[int, int, int] = (60, 20, 20),
+    human_renditions: tuple[int, int, int] = (120, 20, 20),
 ) -> dict:
     """Isolated words: every variant says every word ``renditions`` times (random accent/speed/pitch/SNR),
     and every word is said ``human_renditions`` times (train, validation, test) by random human-derived speakers
