@@ -634,6 +634,7 @@ def spoken_words(
     renditions: int = 2,
     seconds: float = 1.2,
     seed: int = 0,
+    # 120 per word in training: twice the first figure, preferred on the validation persons (issue 16).
     human_renditions: tuple[int, int, int] = (120, 20, 20),
 ) -> dict:
     """Isolated words: every variant says every word ``renditions`` times (random accent/speed/pitch/SNR),
