@@ -53,8 +53,10 @@ def _synth_dataset_card(what: str, front: FrontEnd) -> dict:
         "real_voice_test": f"Debian {real_voice.PACKAGE} ({real_voice.FOLDER}): one woman's studio recordings, "
         "8 kHz, evaluation only (never trained or tuned on); see test_metrics.real_voice",
         "sample_rate_hz": front.sample_rate,
-        "licence": "espeak-ng is GPL-3.0, flite BSD-style (CMU), festival and its voices free (MIT/X11-style, "
-        "Edinburgh/CMU/OGI); the generated audio is produced by this project. Asterisk sounds (test only): CC BY-SA "
+        "licence": "espeak-ng is GPL-3.0, flite BSD-style (CMU), festival and its English voices free (MIT/X11-style, "
+        "Edinburgh/CMU/OGI), its Italian voices GPL-2.0+ (ISTC-CNR), Catalan ona LGPL-2.1+ (UPC), Finnish voices "
+        "LGPL-2.0+ (Suopuhe), Czech voices GPL-3.0+ (Brailcom), as their Debian copyright files state; the "
+        "generated audio is produced by this project. Asterisk sounds (test only): CC BY-SA "
         "3.0 (Digium)",
     }
 
