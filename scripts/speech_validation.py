@@ -14,11 +14,13 @@ keyword spotter's validation figure is on its card (``threshold_rule``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import numpy as np
 
 import zoo
+from zoo.backend import keras
 from zoo.data import speech
 from zoo.speech import ctc_decode
 from zoo.tasks.speech import error_rates, placed_features
@@ -37,16 +39,28 @@ def _condition(wave: np.ndarray, band: str, snr_db: float | None, seed: int) -> 
     return speech.add_noise(wave, snr_db, np.random.default_rng([seed, int(snr_db or 0)]))
 
 
-def person_speakers(bank: dict, person: str) -> list[speech.HumanSpeaker]:
-    """Every (engine voice, prosody) rendering of one validation person."""
-    voices = {v.name for v in speech.HUMAN_VOICES if v.person == person}
-    return [s for s in speech.human_speakers(bank, "val") if s.name.split("/")[0] in voices]
+@functools.cache
+def _validation_speakers() -> list[speech.HumanSpeaker]:
+    """Every (engine voice, prosody) rendering of every validation person (the bank is read once)."""
+    return speech.human_speakers(speech.human_bank(speech.WORDS + speech.FILLERS), "val")
+
+
+@functools.cache
+def _models() -> tuple[keras.Model, dict, keras.Model, dict]:
+    """The digit and word models with their cards' preprocessing, loaded once for every person."""
+    ctc_card, words_card = zoo.card("digits-ctc-bigru"), zoo.card("spoken-words-bigru")
+    words_pre = {**words_card.preprocessing.details, "class_names": words_card.preprocessing.class_names}
+    return (
+        zoo.load("digits-ctc-bigru"),
+        ctc_card.preprocessing.details,
+        zoo.load("spoken-words-bigru"),
+        words_pre,
+    )
 
 
 def measure(person: str) -> dict[str, dict[str, float]]:
     """Sequence error and word accuracy of the models on ``person`` per band and noise level."""
-    bank = speech.human_bank(speech.WORDS + speech.FILLERS)
-    speakers = person_speakers(bank, person)
+    speakers = [s for s in _validation_speakers() if s.person == person]
     rng = np.random.default_rng(0)
     sequences, joined = [], []
     for _ in range(SEQUENCES):
@@ -57,10 +71,7 @@ def measure(person: str) -> dict[str, dict[str, float]]:
             speech.join_words([speaker.say(d) for d in digits], [PAUSE_SECONDS] * (len(digits) - 1))
         )
     singles = [(w, s.say(w)) for s in speakers for w in range(len(speech.WORDS))]
-    ctc, words = zoo.load("digits-ctc-bigru"), zoo.load("spoken-words-bigru")
-    ctc_pre = zoo.card("digits-ctc-bigru").preprocessing.details
-    words_card = zoo.card("spoken-words-bigru")
-    words_pre = {**words_card.preprocessing.details, "class_names": words_card.preprocessing.class_names}
+    ctc, ctc_pre, words, words_pre = _models()
     out = {}
     for band in ("wideband", "telephone"):
         for snr in SNRS_DB:

@@ -433,8 +433,9 @@ def human_bank(words: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
 class HumanSpeaker:
     """One human-derived speaker of a split: an engine voice at one prosody setting, with all its words."""
 
-    def __init__(self, bank: dict[str, np.ndarray], rows: np.ndarray, name: str) -> None:
+    def __init__(self, bank: dict[str, np.ndarray], rows: np.ndarray, name: str, person: str) -> None:
         self.name = name
+        self.person = person
         # Trimmed as recordings are before they are joined (`zoo.data.real_voice`): pauses are then pauses.
         self._words = {
             int(bank["word"][i]): trim_silence(bank["audio"][bank["offsets"][i] : bank["offsets"][i + 1]])
@@ -456,7 +457,8 @@ def human_speakers(bank: dict[str, np.ndarray], part: str) -> list[HumanSpeaker]
             {(float(a), int(b)) for a, b in zip(bank["stretch"][mine], bank["f0"][mine], strict=True)}
         ):
             rows = np.flatnonzero(mine & (bank["stretch"] == stretch) & (bank["f0"] == f0))
-            out.append(HumanSpeaker(bank, rows, f"{voice.name}/x{stretch:g}" + (f"/{f0}Hz" if f0 else "")))
+            name = f"{voice.name}/x{stretch:g}" + (f"/{f0}Hz" if f0 else "")
+            out.append(HumanSpeaker(bank, rows, name, voice.person))
     return out
 
 
