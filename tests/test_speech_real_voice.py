@@ -164,7 +164,6 @@ def test_voices_of_other_languages_say_the_digits_with_english_sounds(voice: spe
     assert said["six"][-2:] == ["k", "s"]
     assert not {"ax", "@"} & set(said["eight"] + said["nine"])
 
-
 needs_asterisk = pytest.mark.skipif(not real_voice.FOLDER.is_dir(), reason="asterisk sounds (setup.sh)")
 
 

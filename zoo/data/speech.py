@@ -396,7 +396,7 @@ def _voice_text(text: str, voice: HumanVoice) -> str:
 def _festival_setup(voice: HumanVoice) -> list[str]:
     """Scheme forms that select a festival voice and add its `FESTIVAL_LEXICON` entries (the voice's lexicon)."""
     entries = FESTIVAL_LEXICON.get(voice.language, {})
-    return [f"(voice_{voice.voice})"] + [f'(lex.add.entry \'("{w}" nil {p}))' for w, p in entries.items()]
+    return [f"(voice_{voice.voice})"] + [f"(lex.add.entry '(\"{w}\" nil {p}))" for w, p in entries.items()]
 
 
 def festival_phones(text: str, voice: HumanVoice) -> list[str]:
@@ -404,7 +404,7 @@ def festival_phones(text: str, voice: HumanVoice) -> list[str]:
     script = [
         *_festival_setup(voice),
         f'(set! u (utt.synth (Utterance Text "{_voice_text(text, voice)}")))',
-        '(format t "PHONES %l\\n" (mapcar item.name (utt.relation.items u \'Segment)))',
+        "(format t \"PHONES %l\\n\" (mapcar item.name (utt.relation.items u 'Segment)))",
     ]
     run = subprocess.run(
         [_tool("festival", "festival"), "--pipe"], input="\n".join(script), capture_output=True, text=True
