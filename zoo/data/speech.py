@@ -345,20 +345,6 @@ RESPELLED = {
     "please": "pliis", "the": "de", "weather": "ueder", "today": "tudei", "music": "miuzik", "open": "oupen",
     "window": "uindou", "coffee": "kofi", "eleven": "ileven",
 }  # fmt: skip
-# Where a language's letter-to-sound rules read a respelling wrongly, the voice is given the word's phones (in
-# its own phone set) as a festival lexicon entry, in festival's (syllables stress) form. Read from festival's
-# Segment relation (`festival_phones`): Italian says "zirou" with /dz/ and Finnish with /ts/, so their "zero"
-# began like "two" (the real "two" was heard as "zero" and the real "zero" as "two zero"); Finnish has no /z/
-# and Finns say "sero"; Catalan reduced the vowels of "eit", "nain", "left", "daun" to schwa and dropped the
-# "ks" of "siks".
-FESTIVAL_LEXICON = {
-    "it": {"zirou": "(((z i) 0) ((r O1 u) 1))"},
-    "fi": {"zirou": "(((s i) 0) ((r o u) 1))"},
-    "ca": {
-        "eit": "(((E1 j t) 1))", "nain": "(((n a1 j n) 1))", "left": "(((l E1 f t) 1))",
-        "daun": "(((d a1 w n) 1))", "siks": "(((s i1 k s) 1))",
-    },
-}  # fmt: skip
 # Prosody of each word rendering: duration stretch (both engines) x mean F0 target in Hz (flite only:
 # festival's diphone and HTS voices keep their own intonation, and resampling shifts pitch anyway).
 # 1.5: slow, careful speech (a word said on its own, dictation, prompts) lasts half as long again as the
@@ -388,37 +374,10 @@ def human_engine_versions() -> dict[str, str]:
     return {"flite": " ".join(flite.split()[-4:]), "festival": festival.strip()}
 
 
-def _voice_text(text: str, voice: HumanVoice) -> str:
-    """``text`` as ``voice`` should read it: respelled for a voice of another language."""
-    return text if voice.language == "en" else " ".join(RESPELLED.get(word, word) for word in text.split())
-
-
-def _festival_setup(voice: HumanVoice) -> list[str]:
-    """Scheme forms that select a festival voice and add its `FESTIVAL_LEXICON` entries (the voice's lexicon)."""
-    entries = FESTIVAL_LEXICON.get(voice.language, {})
-    return [f"(voice_{voice.voice})"] + [f"(lex.add.entry '(\"{w}\" nil {p}))" for w, p in entries.items()]
-
-
-def festival_phones(text: str, voice: HumanVoice) -> list[str]:
-    """The phones a festival ``voice`` says for ``text`` (after respelling), pauses left out."""
-    script = [
-        *_festival_setup(voice),
-        f'(set! u (utt.synth (Utterance Text "{_voice_text(text, voice)}")))',
-        "(format t \"PHONES %l\\n\" (mapcar item.name (utt.relation.items u 'Segment)))",
-    ]
-    run = subprocess.run(
-        [_tool("festival", "festival"), "--pipe"], input="\n".join(script), capture_output=True, text=True
-    )
-    line = next((x for x in run.stdout.splitlines() if x.startswith("PHONES ")), None)
-    if line is None:
-        raise SpeechDataError(f"{voice.name} failed: {run.stderr.strip()[:200]}")
-    phones = line.removeprefix("PHONES ").strip("()").replace('"', "").split()
-    return [p for p in phones if p not in ("#", "pau", "_")]
-
-
 def synthesise_human(text: str, voice: HumanVoice, stretch: float = 1.0, f0: int | None = None) -> np.ndarray:
     """Render ``text`` with a flite / festival voice -> mono float32 at 16 kHz, digital silence removed."""
-    text = _voice_text(text, voice)
+    if voice.language != "en":
+        text = " ".join(RESPELLED.get(word, word) for word in text.split())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "x.wav"
         if voice.engine == "flite":
@@ -426,9 +385,8 @@ def synthesise_human(text: str, voice: HumanVoice, stretch: float = 1.0, f0: int
             cmd += ["--setf", f"int_f0_target_mean={f0}"] if f0 else []
             run = subprocess.run([*cmd, "-t", text, "-o", str(out)], capture_output=True, text=True)
         else:
-            cmd = [_tool("text2wave", "festival"), "-o", str(out)]
-            for form in [*_festival_setup(voice), f"(Parameter.set 'Duration_Stretch {stretch})"]:
-                cmd += ["-eval", form]
+            cmd = [_tool("text2wave", "festival"), "-o", str(out), "-eval", f"(voice_{voice.voice})"]
+            cmd += ["-eval", f"(Parameter.set 'Duration_Stretch {stretch})"]
             run = subprocess.run(cmd, input=text, capture_output=True, text=True)
         if run.returncode != 0 or not out.is_file():
             raise SpeechDataError(f"{voice.name} failed: {run.stderr.strip()[:200]}")
@@ -450,7 +408,7 @@ def human_bank(words: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
             for f0 in f0s:
                 jobs += [(v, w, stretch, f0) for w in range(len(words))]
     config = {"kind": "human-bank", "words": list(words), "voices": [v.name for v in HUMAN_VOICES]}
-    config |= {"respelled": RESPELLED, "festival_lexicon": FESTIVAL_LEXICON}
+    config |= {"respelled": RESPELLED}
     config |= {"stretch": HUMAN_STRETCH, "f0": HUMAN_F0, "engines": human_engine_versions()}
 
     def build() -> dict[str, np.ndarray]:
