@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,6 +165,8 @@ def load_script(name: str) -> Any:
     path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
+    # Registered first, as an import would: a dataclass in the script looks its module up while it is built.
+    sys.modules[spec.name] = script
     spec.loader.exec_module(script)
     return script
 

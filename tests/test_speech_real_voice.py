@@ -209,3 +209,29 @@ def test_validation_check_refuses_a_person_who_does_not_validate(
         script.main()
     assert stop.value.code == 2
     assert "not a validation person: ked (choose from awb, dita)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="setup.sh")
+def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--errors`` on a small stand-in person (one espeak-ng voice, 12 sequences): the confused words are exactly
+    the clips the accuracy counts wrong, and each digit's share of wrong sequences is a share."""
+    script = load_script("speech_validation")
+    voice = speech.Voice("en-us", "m3", 150, 50)
+    waves = [speech.synthesise(w, voice) for w in speech.WORDS]
+    bank = {
+        "audio": np.concatenate(waves),
+        "offsets": np.cumsum([0] + [len(w) for w in waves]),
+        "word": np.arange(len(waves)),
+    }
+    speaker = speech.HumanSpeaker(bank, np.arange(len(waves)), "espeak:en-us+m3", "awb")
+    monkeypatch.setattr(script, "_validation_speakers", lambda: [speaker])
+    monkeypatch.setattr(script, "SEQUENCES", 12)
+    measured = script.measure("awb")
+    assert len(measured.conditions) == 6
+    wrong_clips = sum(round((1 - c["word_accuracy"]) * len(speech.WORDS)) for c in measured.conditions.values())
+    assert sum(measured.words_confused.values()) == wrong_clips
+    assert all(a != b for a, b in (k.split(" -> ") for k in measured.words_confused))
+    assert set(measured.digits_in_wrong_sequences) <= set(range(10))
+    assert all(0 <= r <= 1 for r in measured.digits_in_wrong_sequences.values())
+    some_wrong = any(c["sequence_error"] > 0 for c in measured.conditions.values())
+    assert any(measured.digits_in_wrong_sequences.values()) == some_wrong
