@@ -228,7 +228,9 @@ def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.Monk
     monkeypatch.setattr(script, "SEQUENCES", 12)
     measured = script.measure("awb")
     assert len(measured.conditions) == 6
-    wrong_clips = sum(round((1 - c["word_accuracy"]) * len(speech.WORDS)) for c in measured.conditions.values())
+    wrong_clips = sum(
+        round((1 - c["word_accuracy"]) * len(speech.WORDS)) for c in measured.conditions.values()
+    )
     assert sum(measured.words_confused.values()) == wrong_clips
     assert all(a != b for a, b in (k.split(" -> ") for k in measured.words_confused))
     assert set(measured.digits_in_wrong_sequences) <= set(range(10))
