@@ -5,6 +5,7 @@ Quick tests render a word or two at most; the slow test re-measures the shipped 
 """
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -237,3 +238,18 @@ def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.Monk
     assert all(0 <= r <= 1 for r in measured.digits_in_wrong_sequences.values())
     some_wrong = any(c["sequence_error"] > 0 for c in measured.conditions.values())
     assert any(measured.digits_in_wrong_sequences.values()) == some_wrong
+
+
+@pytest.mark.skipif(shutil.which("flite") is None or shutil.which("festival") is None, reason="setup.sh")
+def test_a_change_in_how_the_voices_speak_changes_every_dataset_cache_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dataset built from the old voice bank must not be reused: a stale digits dataset once outlived a change
+    of the voices' readings because only the bank's key held them."""
+
+    def key() -> str:  # as `speech.cached` serialises it
+        return json.dumps(speech._dataset_config(), sort_keys=True)
+
+    before = key()
+    monkeypatch.setitem(speech.RESPELLED, "zero", "sirou")
+    assert key() != before

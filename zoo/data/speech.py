@@ -395,6 +395,18 @@ def synthesise_human(text: str, voice: HumanVoice, stretch: float = 1.0, f0: int
     return wave[active[0] : active[-1] + 1] if len(active) else wave
 
 
+def human_rendering() -> dict:
+    """Everything that shapes how the human-derived voices say a word: part of the voice bank's cache key and,
+    through `_dataset_config`, of every dataset's (a dataset built from an older bank must not be reused)."""
+    return {
+        "voices": [v.name for v in HUMAN_VOICES],
+        "respelled": RESPELLED,
+        "stretch": HUMAN_STRETCH,
+        "f0": HUMAN_F0,
+        "engines": human_engine_versions(),
+    }
+
+
 def human_bank(words: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
     """Every word said once by every `HUMAN_VOICES` voice at every prosody setting (cached).
 
@@ -407,9 +419,7 @@ def human_bank(words: Sequence[str], seed: int = 0) -> dict[str, np.ndarray]:
         for stretch in HUMAN_STRETCH:
             for f0 in f0s:
                 jobs += [(v, w, stretch, f0) for w in range(len(words))]
-    config = {"kind": "human-bank", "words": list(words), "voices": [v.name for v in HUMAN_VOICES]}
-    config |= {"respelled": RESPELLED}
-    config |= {"stretch": HUMAN_STRETCH, "f0": HUMAN_F0, "engines": human_engine_versions()}
+    config = {"kind": "human-bank", "words": list(words), **human_rendering()}
 
     def build() -> dict[str, np.ndarray]:
         with ThreadPoolExecutor(_threads()) as pool:
@@ -606,6 +616,7 @@ def _dataset_config() -> dict:
     """Everything outside a dataset's own arguments that shapes its audio: part of every cache key."""
     return {
         "human": [f"{v.name}={v.person}" for v in HUMAN_VOICES],
+        "human_rendering": human_rendering(),
         "person_split": PERSON_SPLIT,
         "augmentation": augmentation_card(),
         "vad": vad_card(),
