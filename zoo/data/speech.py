@@ -12,6 +12,7 @@ Rendering is deterministic for a given seed and ``espeak-ng`` version; features 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -365,6 +366,7 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+@functools.cache  # installed tools do not change within a run; every dataset key and the bank key ask
 def human_engine_versions() -> dict[str, str]:
     """Versions of flite and festival (part of the cache key and the card)."""
     flite = subprocess.run([_tool("flite", "flite"), "--version"], capture_output=True, text=True).stdout
