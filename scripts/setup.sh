@@ -18,7 +18,7 @@ command -v flite >/dev/null 2>&1 || need+=(flite)
 command -v text2wave >/dev/null 2>&1 || need+=(festival)
 for v in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
   festvox-ca-ona-hts festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-machac festvox-czech-dita \
-  festvox-czech-ph festvox-czech-krb asterisk-core-sounds-en-wav; do
+  asterisk-core-sounds-en-wav; do
   dpkg-query -W -f='${Status}' "$v" 2>/dev/null | grep -q "install ok installed" || need+=("$v")
 done
 command -v bible >/dev/null 2>&1 || need+=(bible-kjv)        # King James Bible text for the character LM

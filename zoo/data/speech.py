@@ -327,14 +327,12 @@ HUMAN_VOICES = (
     HumanVoice("festival", "hy_fi_mv_diphone", "mv", "fi"),  # man, diphone
     HumanVoice("festival", "czech_machac", "machac", "cs"),  # man, diphone
     HumanVoice("festival", "czech_dita", "dita", "cs"),  # woman, diphone
-    HumanVoice("festival", "czech_ph", "ph", "cs"),  # man, diphone
-    HumanVoice("festival", "czech_krb", "krb", "cs"),  # boy, diphone: a child's shorter vocal tract
 )
-# By person. kal, rms (men, American), slt (woman, American) and the eight speakers of other languages train;
+# By person. kal, rms (men, American), slt (woman, American) and the six speakers of other languages train;
 # awb (man, Scottish) and dita (woman, Czech) validate and choose; ked (man, American) tests. Channel and
 # vocal-tract augmentation (`perturb_voice`) stretches these few people into many more.
 PERSON_SPLIT = {
-    "train": ("kal", "rms", "slt", "lp", "pc", "ona", "lj", "mv", "machac", "ph", "krb"),
+    "train": ("kal", "rms", "slt", "lp", "pc", "ona", "lj", "mv", "machac"),
     "val": ("awb", "dita"),
     "test": ("ked",),
 }

@@ -55,7 +55,7 @@ def _synth_dataset_card(what: str, front: FrontEnd) -> dict:
         "sample_rate_hz": front.sample_rate,
         "licence": "espeak-ng is GPL-3.0, flite BSD-style (CMU), festival and its English voices free (MIT/X11-style, "
         "Edinburgh/CMU/OGI), its Italian voices GPL-2.0+ (ISTC-CNR), Catalan ona LGPL-2.1+ (UPC), Finnish voices "
-        "LGPL-2.0+ (Suopuhe), Czech voices GPL-3.0+ (Brailcom; ph GPL-2.0+), as their Debian copyright files state; the "
+        "LGPL-2.0+ (Suopuhe), Czech voices GPL-3.0+ (Brailcom), as their Debian copyright files state; the "
         "generated audio is produced by this project. Asterisk sounds (test only): CC BY-SA "
         "3.0 (Digium)",
     }
