@@ -5,7 +5,6 @@ Quick tests render a word or two at most; the slow test re-measures the shipped 
 """
 
 import dataclasses
-import json
 import shutil
 
 import numpy as np
@@ -240,16 +239,14 @@ def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.Monk
     assert any(measured.digits_in_wrong_sequences.values()) == some_wrong
 
 
-@pytest.mark.skipif(shutil.which("flite") is None or shutil.which("festival") is None, reason="setup.sh")
+@pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("espeak-ng", "flite", "festival")), reason="setup.sh"
+)
 def test_a_change_in_how_the_voices_speak_changes_every_dataset_cache_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A dataset built from the old voice bank must not be reused: a stale digits dataset once outlived a change
     of the voices' readings because only the bank's key held them."""
-
-    def key() -> str:  # as `speech.cached` serialises it
-        return json.dumps(speech._dataset_config(), sort_keys=True)
-
-    before = key()
+    before = speech.cache_key(speech._dataset_config())
     monkeypatch.setitem(speech.RESPELLED, "zero", "sirou")
-    assert key() != before
+    assert speech.cache_key(speech._dataset_config()) != before

@@ -193,12 +193,16 @@ def render_many(jobs: Sequence[tuple[str, Voice, int]]) -> list[np.ndarray]:
         return list(pool.map(lambda j: synthesise(*j), jobs))
 
 
-def cached(name: str, config: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Arrays from ``~/.cache/rnn-zoo/speech/<name>-<hash>.npz``, building and saving them on the first call."""
-    key = hashlib.sha256(
+def cache_key(config: dict) -> str:
+    """The hash that names a cached speech array file: ``config`` and the espeak-ng version."""
+    return hashlib.sha256(
         json.dumps({**config, "espeak": espeak_version()}, sort_keys=True).encode()
     ).hexdigest()
-    path = cache_dir("speech") / f"{name}-{key[:12]}.npz"
+
+
+def cached(name: str, config: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays from ``~/.cache/rnn-zoo/speech/<name>-<hash>.npz``, building and saving them on the first call."""
+    path = cache_dir("speech") / f"{name}-{cache_key(config)[:12]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
@@ -366,7 +370,7 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
-@functools.cache  # installed tools do not change within a run; every dataset key and the bank key ask
+@functools.cache  # the installed tools do not change within a run, and every cache key asks for them
 def human_engine_versions() -> dict[str, str]:
     """Versions of flite and festival (part of the cache key and the card)."""
     flite = subprocess.run([_tool("flite", "flite"), "--version"], capture_output=True, text=True).stdout
