@@ -11,6 +11,11 @@ dB white noise. Prints one line per condition (sequence error, word accuracy) an
 keyword spotter's validation figure is on its card (``threshold_rule``). ``--errors`` also prints, over all six
 conditions, which digits the wrong sequences held (share of the sequences holding each digit that came out
 wrong) and the words most often taken for another: where to look, on validation data, when a model falls short.
+
+``--ctc-members DIR DIR ...`` scores several CTC models trained alike (each DIR holds what ``rnnzoo train
+digits-ctc-bigru --seed N --out DIR`` wrote) as one: each alone, and combined by ``--combine vote`` (the
+transcript the models agree on, `zoo.speech.vote_transcripts`) or ``average`` (their per-frame probabilities
+averaged, then decoded). How issue 16 measured whether several seeds beat one.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import collections
 import functools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 import zoo
 from zoo.backend import keras
 from zoo.data import speech
-from zoo.speech import ctc_decode
+from zoo.speech import ctc_decode, vote_transcripts
 from zoo.tasks.speech import error_rates, placed_features
 
 SEQUENCES = 150
@@ -49,17 +55,41 @@ def _validation_speakers() -> list[speech.HumanSpeaker]:
     return speech.human_speakers(speech.human_bank(speech.WORDS + speech.FILLERS), "val")
 
 
+# Set by --ctc-members: folders of digit models trained alike, scored alone and combined (default: the one
+# `zoo.load` finds).
+CTC_MEMBERS: list[Path] = []
+
+
 @functools.cache
-def _models() -> tuple[keras.Model, dict, keras.Model, dict]:
-    """The digit and word models with their cards' preprocessing, loaded once for every person."""
+def _models() -> tuple[list[keras.Model], dict, keras.Model, dict]:
+    """The digit model(s) and the word model with their cards' preprocessing, loaded once for every person."""
     ctc_card, words_card = zoo.card("digits-ctc-bigru"), zoo.card("spoken-words-bigru")
     words_pre = {**words_card.preprocessing.details, "class_names": words_card.preprocessing.class_names}
+    members = [
+        keras.saving.load_model(d / "digits-ctc-bigru" / "model.keras", safe_mode=True, compile=False)
+        for d in CTC_MEMBERS
+    ]
     return (
-        zoo.load("digits-ctc-bigru"),
+        members or [zoo.load("digits-ctc-bigru")],
         ctc_card.preprocessing.details,
         zoo.load("spoken-words-bigru"),
         words_pre,
     )
+
+
+def _transcripts(members: list[keras.Model], x: np.ndarray, combine: str) -> tuple[list, list[list]]:
+    """(combined transcripts, each member's) of the feature clips ``x``, greedy-decoded, digits 0-9."""
+    log_probs = [np.asarray(m.predict(x, verbose=0)) for m in members]
+    alone = [ctc_decode(lp) for lp in log_probs]
+    if len(members) == 1:
+        combined = alone[0]
+    elif combine == "vote":
+        combined = vote_transcripts(alone)
+    else:  # mean probability per frame and label, back to log-probabilities
+        top = np.max(log_probs, axis=0)
+        combined = ctc_decode(np.log(np.mean(np.exp(np.asarray(log_probs) - top), axis=0)) + top)
+    as_digits = lambda hyps: [[v - 1 for v in h] for h in hyps]  # noqa: E731
+    return as_digits(combined), [as_digits(h) for h in alone]
 
 
 @dataclass
@@ -71,9 +101,11 @@ class Measurement:
     digits_in_wrong_sequences: dict[int, float] = field(default_factory=dict)
     # "said -> heard" -> how many of the person's word clips the word model took that way
     words_confused: collections.Counter[str] = field(default_factory=collections.Counter)
+    # condition -> each --ctc-members model's sequence error alone (empty for one model)
+    members: dict[str, list[float]] = field(default_factory=dict)
 
 
-def measure(person: str) -> Measurement:
+def measure(person: str, combine: str = "vote") -> Measurement:
     """Sequence error and word accuracy of the models on ``person`` per band and noise level."""
     speakers = [s for s in _validation_speakers() if s.person == person]
     rng = np.random.default_rng(0)
@@ -92,13 +124,18 @@ def measure(person: str) -> Measurement:
     for band in ("wideband", "telephone"):
         for snr in SNRS_DB:
             x = placed_features([_condition(w, band, snr, i) for i, w in enumerate(joined)], ctc_pre)
-            hyps = [[v - 1 for v in h] for h in ctc_decode(ctc.predict(x, verbose=0))]
+            hyps, alone = _transcripts(ctc, x, combine)
             x = placed_features([_condition(w, band, snr, i) for i, (_, w) in enumerate(singles)], words_pre)
             said = np.asarray(words.predict(x, verbose=0)).argmax(-1)
-            out.conditions[f"{band}/{'clean' if snr is None else f'{snr:g}dB'}"] = {
+            condition = f"{band}/{'clean' if snr is None else f'{snr:g}dB'}"
+            out.conditions[condition] = {
                 "sequence_error": round(error_rates(hyps, sequences)["sequence_error_rate"], 3),
                 "word_accuracy": round(float(np.mean(said == np.array([w for w, _ in singles]))), 3),
             }
+            if len(alone) > 1:  # each member alone, in --ctc-members order
+                out.members[condition] = [
+                    round(error_rates(h, sequences)["sequence_error_rate"], 3) for h in alone
+                ]
             for hyp, ref in zip(hyps, sequences, strict=True):
                 held.update(set(ref))
                 wrong.update(set(ref) if hyp != ref else ())
@@ -124,13 +161,31 @@ def main() -> None:
     parser.add_argument(
         "--errors", action="store_true", help="also print which digits and words went wrong (all conditions)"
     )
+    parser.add_argument(
+        "--ctc-members",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="score these digit models (DIR/digits-ctc-bigru/model.keras, trained alike) alone and combined",
+    )
+    parser.add_argument(
+        "--combine",
+        choices=("vote", "average"),
+        default="vote",
+        help="how --ctc-members are combined: vote on transcripts (default) or average probabilities",
+    )
     args = parser.parse_args()
+    missing = [str(d) for d in args.ctc_members if not (d / "digits-ctc-bigru" / "model.keras").is_file()]
+    if missing:
+        parser.error(f"no digits-ctc-bigru/model.keras in {', '.join(missing)}")
+    CTC_MEMBERS[:] = args.ctc_members
     unknown = set(args.persons) - set(speech.PERSON_SPLIT["val"])
     if unknown:
         parser.error(f"not a validation person: {', '.join(sorted(unknown))} (choose from "
                      f"{', '.join(speech.PERSON_SPLIT['val'])})")  # fmt: skip
     for person in args.persons:
-        measured = measure(person)
+        measured = measure(person, args.combine)
         figures = measured.conditions
         for condition, row in figures.items():
             print(f"{person:6s} {condition:18s} sequence error {row['sequence_error']:.3f}  "
@@ -140,6 +195,10 @@ def main() -> None:
             for k in next(iter(figures.values()))
         }
         print(json.dumps({person: {"mean": means, **figures}}), flush=True)
+        if measured.members:
+            alone = np.mean(list(measured.members.values()), axis=0)
+            print(f"{person:6s} mean sequence error: {args.combine} {means['sequence_error']:.3f}, each model "
+                  "alone " + " ".join(f"{e:.3f}" for e in alone))  # fmt: skip
         if args.errors:
             print(f"{person:6s} share of sequences holding each digit that came out wrong: "
                   + "  ".join(f"{d}: {r:.2f}" for d, r in measured.digits_in_wrong_sequences.items()))  # fmt: skip

@@ -6,8 +6,8 @@ import pytest
 
 from zoo.builder import Architecture, build_model
 from zoo.losses import LOSSES
-from zoo.speech import ctc_decode
-from zoo.tasks.speech import detect, edit_distance, error_rates, score_detections
+from zoo.speech import ctc_decode, edit_distance, vote_transcripts
+from zoo.tasks.speech import detect, error_rates, score_detections
 
 
 def _log(p: list[list[float]]) -> np.ndarray:
@@ -47,6 +47,19 @@ def test_edit_distance_and_error_rates() -> None:
     assert edit_distance([1, 2, 3], [3, 2, 1]) == 2
     rates = error_rates([[3, 1, 4], [1]], [[3, 1, 4], [1, 5]])
     assert rates == {"sequence_error_rate": 0.5, "digit_error_rate": pytest.approx(1 / 5)}
+
+
+def test_vote_takes_the_transcript_the_models_agree_on() -> None:
+    a = [[3, 1, 4], [9, 2], [5], []]
+    b = [[3, 1, 4], [1, 9, 8], [6], [7]]
+    c = [[3, 7, 4], [9, 2], [7], [7]]
+    # two agree -> theirs; all differ -> the closest to the others (ties: the earlier model); 2 of 3 say "7"
+    assert vote_transcripts([a, b, c]) == [[3, 1, 4], [9, 2], [5], [7]]
+    assert vote_transcripts([a]) == a  # one model: its own transcripts
+    # the medoid, not the first: [1, 2] is one edit from each of the others, which are two apart
+    assert vote_transcripts([[[1, 2, 3]], [[1, 2]], [[1]]]) == [[1, 2]]
+    with pytest.raises(ValueError):
+        vote_transcripts([a, b[:2]])  # every model must transcribe every utterance
 
 
 def test_ctc_head_trains_a_tiny_model() -> None:

@@ -12,6 +12,7 @@ import pytest
 from conftest import load_script
 
 import zoo
+from zoo import cards
 from zoo.audio import place_speech, speech_span, trim_silence
 from zoo.data import real_voice, speech
 
@@ -211,11 +212,19 @@ def test_validation_check_refuses_a_person_who_does_not_validate(
     assert "not a validation person: ked (choose from awb, dita)" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="setup.sh")
-def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--errors`` on a small stand-in person (one espeak-ng voice, 12 sequences): the confused words are exactly
-    the clips the accuracy counts wrong, and each digit's share of wrong sequences is a share."""
+def test_validation_check_refuses_a_member_folder_without_a_digit_model(
+    tmp_path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     script = load_script("speech_validation")
+    monkeypatch.setattr("sys.argv", ["speech_validation.py", "--ctc-members", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        script.main()
+    assert stop.value.code == 2
+    assert f"no digits-ctc-bigru/model.keras in {tmp_path}" in capsys.readouterr().err
+
+
+def _stand_in_validation_person(script, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small stand-in for the person awb (one espeak-ng voice saying every word, 12 sequences)."""
     voice = speech.Voice("en-us", "m3", 150, 50)
     waves = [speech.synthesise(w, voice) for w in speech.WORDS]
     bank = {
@@ -226,6 +235,33 @@ def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.Monk
     speaker = speech.HumanSpeaker(bank, np.arange(len(waves)), "espeak:en-us+m3", "awb")
     monkeypatch.setattr(script, "_validation_speakers", lambda: [speaker])
     monkeypatch.setattr(script, "SEQUENCES", 12)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="setup.sh")
+@pytest.mark.parametrize("combine", ["vote", "average"])
+def test_validation_scores_members_alone_and_combined(combine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ctc-members`` with the shipped digit model twice: each alone scores what the model scores, and
+    two identical models combined, by either rule, score the same again."""
+    script = load_script("speech_validation")
+    _stand_in_validation_person(script, monkeypatch)
+    shipped = cards.model_dir("digits-ctc-bigru").parent
+    monkeypatch.setattr(script, "CTC_MEMBERS", [shipped, shipped])
+    script._models.cache_clear()
+    try:
+        measured = script.measure("awb", combine)
+    finally:
+        script._models.cache_clear()
+    assert len(measured.members) == 6
+    for condition, row in measured.conditions.items():
+        assert measured.members[condition] == [row["sequence_error"]] * 2
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="setup.sh")
+def test_validation_errors_account_for_every_wrong_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--errors`` on a small stand-in person (one espeak-ng voice, 12 sequences): the confused words are exactly
+    the clips the accuracy counts wrong, and each digit's share of wrong sequences is a share."""
+    script = load_script("speech_validation")
+    _stand_in_validation_person(script, monkeypatch)
     measured = script.measure("awb")
     assert len(measured.conditions) == 6
     wrong_clips = sum(

@@ -17,7 +17,7 @@ from sklearn.neighbors import NearestCentroid
 from zoo.audio import FrontEnd, mean_mfcc
 from zoo.backend import keras
 from zoo.data import real_voice, speech
-from zoo.speech import KWS_REFRACTORY, ctc_decode, placed
+from zoo.speech import KWS_REFRACTORY, ctc_decode, edit_distance, placed
 from zoo.tasks.base import Prepared, Task, feature_stats
 from zoo.tasks.classification import ClassificationTask
 
@@ -507,16 +507,6 @@ def _sliding_mean_mfcc(x: np.ndarray, window: int) -> np.ndarray:
     c = scipy.fft.dct(x.astype("float64"), type=2, norm="ortho", axis=-1)[..., :13]
     cum = np.cumsum(np.pad(c, ((0, 0), (window, 0), (0, 0)), mode="edge"), axis=1)
     return (cum[:, window:] - cum[:, :-window]) / window
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
 
 
 def error_rates(hyps: list[list[int]], refs: list[list[int]]) -> dict:
