@@ -76,6 +76,15 @@ CASES = {
         "inf",
     ],
     "NaN temperature": lambda d: ["generate", "kjv-char-lstm", "--prompt", "And ", "--temperature", "nan"],
+    "ensemble of a non-CTC model": lambda d: [
+        "train",
+        "activity-gru-causal",
+        "--members",
+        "2",
+        "--out",
+        str(d),
+    ],
+    "zero members": lambda d: ["train", "digits-ctc-bigru", "--members", "0", "--out", str(d)],
 }
 
 

@@ -93,3 +93,39 @@ def test_balanced_class_weights_make_every_class_count_equally() -> None:
     assert [w[c] * (y == c).sum() for c in range(3)] == [10 / 4] * 3 and w[3] == 1.0
     with pytest.raises(ValueError, match="one integer label per sequence"):
         class_weights(np.zeros((3, 5), "int64"), 2)
+
+
+def test_an_ensemble_recipe_trains_each_seed_as_alone_and_ships_them_stacked(tmp_path, monkeypatch) -> None:
+    """members=2 trains seeds 0 and 1, each exactly as a one-model run of that seed, and ships them stacked.
+    Only CTC decoding combines members, and the CTC task's data takes minutes to render, so this runs the loop on
+    the tiny activity task with its scoring (which reads one model's outputs) replaced by a count of members."""
+    from dataclasses import replace
+
+    from zoo.registry import get_spec
+    from zoo.tasks import TASKS
+    from zoo.training import train_and_export
+
+    task = type(TASKS["activity"])
+
+    def members_seen(self, model, prepared, head) -> dict:
+        return {"members_answered": int(np.asarray(model.predict(prepared.x_val[:2], verbose=0)).shape[1])}
+
+    monkeypatch.setattr(task, "evaluate", members_seen)
+    monkeypatch.setattr(task, "compare", lambda self, metrics, baselines: None)
+    monkeypatch.setattr(task, "plot", lambda self, model, path: None)
+    single = get_spec("activity-gru-causal").with_overrides(units=4, layers=1, epochs=2, patience=1)
+    pair = replace(single, recipe=replace(single.recipe, members=2))
+    card = train_and_export(pair, tmp_path / "pair", verbose=0)
+    assert card.test_metrics == {"members_answered": 2}
+    folder = tmp_path / "pair" / "activity-gru-causal"
+    history = json.loads((folder / "history.json").read_text())
+    assert [h["seed"] for h in history["members"]] == [0, 1]
+    assert [m["seed"] for m in card.recipe.details["members_trained"]] == [0, 1]
+    assert card.recipe.details["members"] == 2 and card.streaming.mode == "window"
+    assert (folder / "learning_curve.png").stat().st_size > 1000
+    x = zoo.test_data("activity-gru-causal")[0][:4]
+    stacked = np.asarray(keras.models.load_model(folder / "model.keras").predict(x, verbose=0))
+    seed1 = replace(single, recipe=replace(single.recipe, seed=1))
+    train_and_export(seed1, tmp_path / "seed1", verbose=0)
+    alone = keras.models.load_model(tmp_path / "seed1" / "activity-gru-causal" / "model.keras")
+    np.testing.assert_allclose(stacked[:, 1], np.asarray(alone.predict(x, verbose=0)), atol=1e-6)

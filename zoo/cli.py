@@ -89,7 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {
         k: v
         for k, v in vars(args).items()
-        if k in ("cell", "units", "layers", "bidirectional", "epochs", "seed", "batch_size", "dropout")
+        if k
+        in ("cell", "units", "layers", "bidirectional", "epochs", "seed", "batch_size", "dropout", "members")
         and v is not None
     }
     card = zoo.train(args.name, out=args.out, **overrides)
@@ -524,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--members",
+        type=int,
+        help="train this many models from seeds SEED, SEED+1, ... and ship them as one ensemble (1: one model)",
+    )
     p.add_argument("--out", help="output folder (default: saved_models/, replacing the shipped model)")
     p.set_defaults(func=cmd_train)
 

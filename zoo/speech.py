@@ -95,12 +95,17 @@ def classify_wave(model: keras.Model, card: Card, wave: np.ndarray) -> dict:
 
 
 def ctc_decode(log_probs: np.ndarray, beam_width: int = 0) -> list[list[int]]:
-    """Label sequences (blank 0 removed, repeats merged) of per-frame log-probabilities ``[N, T, C]``.
+    """Label sequences (blank 0 removed, repeats merged) of per-frame log-probabilities ``[N, T, C]``, or of an
+    ensemble's ``[N, members, T, C]`` (`zoo.ensemble`): each member decoded, then `vote_transcripts`.
 
     ``beam_width`` 0 is greedy (best label per frame); otherwise a CTC prefix beam search of that width
     (`keras.ops.ctc_decode`).
     """
     log_probs = np.asarray(log_probs, dtype="float32")
+    if log_probs.ndim == 4:  # one decoding call for every member's utterances (one compiled batch shape)
+        n, members = log_probs.shape[:2]
+        flat = ctc_decode(log_probs.reshape(n * members, *log_probs.shape[2:]), beam_width)
+        return vote_transcripts([flat[m::members] for m in range(members)])
     lengths = np.full(len(log_probs), log_probs.shape[1], dtype="int32")
     if beam_width:
         decoded, _ = keras.ops.ctc_decode(

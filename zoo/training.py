@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from zoo import cards
 from zoo.backend import keras
 from zoo.builder import build_model, is_causal
 from zoo.diagnostics import GradientNormLog, tracked_optimizer
+from zoo.ensemble import stack_members
 from zoo.losses import LOSSES
 from zoo.registry import ModelSpec
 from zoo.step import StepModel, state_spec
@@ -186,6 +188,9 @@ def plot_history(history: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "members" in history:
+        _plot_members(history["members"], path, title)
+        return
     grads = "grad_norm_mean" in history
     fig, axes = plt.subplots(
         2 if grads else 1, 1, figsize=(6, 6 if grads else 3.5), sharex=True, squeeze=False
@@ -216,6 +221,22 @@ def plot_history(history: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _plot_members(members: list[dict], path: Path, title: str) -> None:
+    """An ensemble's learning curves: each member's training (solid) and validation (dashed) loss."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, h in enumerate(members):
+        colour = f"C{i}"
+        ax.plot(h["loss"], color=colour, label=f"seed {h['seed']}: train")
+        ax.plot(h["val_loss"], color=colour, ls="--", label=f"validation (best epoch {h['best_epoch']})")
+    ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: {len(members)} members", yscale="log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def device_name() -> str:
     """Where training ran, for the card: the accelerator if the backend used one, else the CPU."""
     if keras.backend.backend() == "jax":
@@ -227,15 +248,59 @@ def device_name() -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores; no GPU)"
 
 
+@dataclass(frozen=True)
+class Run:
+    """One fitted model with its history, its seed, and where and in how many seconds ``fit`` ran."""
+
+    model: keras.Model
+    history: dict
+    wall_time_s: float
+    seed: int
+    backend: str
+    device: str
+
+
+def member_specs(spec: ModelSpec) -> list[ModelSpec]:
+    """The single-model specs an ensemble recipe (``members`` > 1) trains: seeds ``seed``, ``seed + 1``, ...;
+    ``[spec]`` for one model."""
+    if spec.recipe.members == 1:
+        return [spec]
+    return [
+        replace(spec, recipe=replace(spec.recipe, seed=spec.recipe.seed + i, members=1))
+        for i in range(spec.recipe.members)
+    ]
+
+
 def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> cards.Card:
-    """Train ``spec`` end to end and write ``<out_root>/<name>/`` (model, card, history, plots)."""
+    """Train ``spec`` end to end and write ``<out_root>/<name>/`` (model, card, history, plots). An ensemble
+    recipe trains its members one after another, each on its own seed's data preparation (augmentation)."""
+    task = TASKS[spec.task]
+    runs = []
+    for member in member_specs(spec):
+        prepared = task.prepare(member.recipe.seed, member.head, member.recipe.batch_size)
+        start = time.perf_counter()
+        model, history = fit(member, prepared, verbose=verbose)
+        wall = time.perf_counter() - start
+        runs.append(Run(model, history, wall, member.recipe.seed, keras.backend.backend(), device_name()))
+        if len(runs) == 1:
+            first = prepared  # the card describes the first member's preparation (the others differ by seed)
+    return export_trained(spec, runs, first, out_root)
+
+
+def export_trained(
+    spec: ModelSpec, runs: list[Run], prepared: Prepared, out_root: Path | None = None
+) -> cards.Card:
+    """Evaluate the fitted model — or, with several runs, the ensemble stacking them (`zoo.ensemble`) — and
+    write its folder: model, history, learning curve, test plot, assets and card."""
     task = TASKS[spec.task]
     folder = cards.model_dir(spec.name, out_root)
     folder.mkdir(parents=True, exist_ok=True)
-    prepared = task.prepare(spec.recipe.seed, spec.head, spec.recipe.batch_size)
-    start = time.perf_counter()
-    model, history = fit(spec, prepared, verbose=verbose)
-    wall = time.perf_counter() - start
+    if len(runs) == 1:
+        model, history = runs[0].model, runs[0].history
+    else:
+        model = stack_members([r.model for r in runs], spec.name.replace("-", "_"))
+        history = {"members": [r.history | {"seed": r.seed} for r in runs]}
+    wall = sum(r.wall_time_s for r in runs)
     save_for_inference(model, folder / cards.MODEL_FILE)
     (folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     plot_history(history, folder / "learning_curve.png", spec.name)
@@ -246,7 +311,8 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
         "licence"
     )  # every dataset states its terms; the card keeps them beside the weights'
     metrics, baselines = task.evaluate(model, prepared, spec.head), task.baselines(prepared)
-    streamable = is_causal(model) and task.streamable
+    # The step engine runs one chain of layers; an ensemble (several chains side by side) answers per window.
+    streamable = is_causal(model) and task.streamable and len(runs) == 1
     versus = task.compare(metrics, baselines)  # in words, whether and by how much the model beats them
     card = cards.Card(
         name=spec.name,
@@ -270,20 +336,39 @@ def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int
             cards.Training,
             {
                 **spec.recipe.to_dict(),
-                "epochs_run": len(history["loss"]),
-                "best_epoch": history["best_epoch"],
+                "epochs_run": len(runs[0].history["loss"]),
+                "best_epoch": runs[0].history["best_epoch"],
                 "early_stopping": f"{spec.recipe.monitor}, patience {spec.recipe.patience}, best weights restored",
                 **(
                     {
-                        "refit_on": f"training + validation data ({len(history['refit_loss'])} epochs, the "
+                        "refit_on": f"training + validation data ({len(runs[0].history['refit_loss'])} epochs, the "
                         "validation run's best): the shipped model never saw the test split, and no data was "
                         "held out from it"
                     }
                     if spec.recipe.refit
                     else {}
                 ),
-                "backend": keras.backend.backend(),
-                "device": device_name(),
+                **(
+                    {
+                        "members_trained": [
+                            {
+                                "seed": r.seed,
+                                "epochs_run": len(r.history["loss"]),
+                                "best_epoch": r.history["best_epoch"],
+                                "wall_time_s": round(r.wall_time_s, 1),
+                                "device": r.device,
+                            }
+                            for r in runs
+                        ],
+                        "ensemble": f"{len(runs)} models trained alike (seeds {runs[0].seed}-{runs[-1].seed}, "
+                        "each as `rnnzoo train NAME --seed N --members 1` trains it) stacked by "
+                        "zoo.ensemble.stack_members; epochs_run and best_epoch are the first member's",
+                    }
+                    if len(runs) > 1
+                    else {}
+                ),
+                "backend": runs[0].backend,  # where the (first) model was trained, not where it was stacked
+                "device": runs[0].device,
                 "wall_time_s": round(wall, 1),
             },
         ),
