@@ -6,7 +6,8 @@ agree on (`zoo.speech.vote_transcripts`) scored 0.139 — as good as the best dr
 The members' outputs are stacked on a new axis 1 (``[N, members, ...]``) and the consumer combines them
 (`zoo.speech.ctc_decode` decodes each member and votes). Averaging the outputs inside the graph is what this
 module deliberately does not do: CTC models trained apart fire their label spikes a frame or so apart, and
-averaged frames go to the blank (two seeds averaged lost a quarter of the digits).
+averaged frames go to the blank (two seeds averaged: validation sequence error 0.681 / 0.790 against 0.109-0.257
+alone; `scripts/speech_validation.py --combine average`).
 """
 
 from __future__ import annotations

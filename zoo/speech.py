@@ -133,7 +133,8 @@ def vote_transcripts(per_model: Sequence[Sequence[list[int]]]) -> list[list[int]
 
     Why a vote of transcripts and not an average of the models' per-frame probabilities: CTC models trained
     alike from different seeds fire their label spikes a frame or so apart, and averaging hands those frames
-    to the blank (issue 16: two seeds of ``digits-ctc-bigru`` averaged dropped a quarter of the digits).
+    to the blank (issue 16: two seeds of ``digits-ctc-bigru`` averaged validated at sequence error 0.681 / 0.790,
+    against 0.109-0.257 alone).
     """
     voted = []
     for candidates in zip(*per_model, strict=True):
