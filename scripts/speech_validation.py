@@ -13,7 +13,7 @@ conditions, which digits the wrong sequences held (share of the sequences holdin
 wrong) and the words most often taken for another: where to look, on validation data, when a model falls short.
 
 ``--ctc-members DIR DIR ...`` scores several CTC models trained alike (each DIR holds what ``rnnzoo train
-digits-ctc-bigru --seed N --out DIR`` wrote) as one: each alone, and combined by ``--combine vote`` (the
+digits-ctc-bigru --seed N --members 1 --out DIR`` wrote) as one: each alone, and combined by ``--combine vote`` (the
 transcript the models agree on, `zoo.speech.vote_transcripts`) or ``average`` (their per-frame probabilities
 averaged, then decoded). How issue 16 measured whether several seeds beat one.
 """

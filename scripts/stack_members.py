@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from zoo import cards
-from zoo.registry import get_spec
+from zoo.registry import UnknownModelError, get_spec
 
 # Card recipe fields a member must share with the registry recipe (the seed is checked on its own).
 SHARED = ("epochs", "batch_size", "learning_rate", "clipnorm", "patience", "optimizer")
@@ -55,7 +55,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         spec = get_spec(args.name)
-    except Exception as err:  # an unknown name: the registry's message names the near misses
+    except UnknownModelError as err:  # its message names the near misses
         parser.error(str(err))
     if spec.recipe.members != len(args.members):
         parser.error(

@@ -62,11 +62,3 @@ def stack_members(members: Sequence[keras.Model], name: str) -> keras.Model:
         )
     stacked = keras.layers.Concatenate(axis=AXIS, name="members")(outputs)
     return keras.Model(inputs, stacked, name=name)
-
-
-def member_count(model: keras.Model) -> int:
-    """How many members ``model`` stacks (`stack_members`); 1 for a single model."""
-    try:
-        return int(model.get_layer("members").output.shape[AXIS])
-    except ValueError:
-        return 1
