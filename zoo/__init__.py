@@ -9,22 +9,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 # Keras (and TensorFlow behind it, ~10 s and ~600 MB) is imported only by what needs it — loading, training,
-# running a model — so `rnnzoo --help`, `list` and `info`, and the streaming service, start without it.
-# `compose` is imported here, not lazily inside a wrapper: the submodule `zoo.compose` would otherwise replace a
-# function of the same name on its first import. It is light (numpy; music21, mido, matplotlib load when used).
+# running a model — so `rnnzoo --help`, `list` and `info`, and the streaming service, start without it: every
+# module imported here is light (numpy; pandas, music21, mido and matplotlib load when used).
 from zoo import cards
-from zoo.compose import compose
-from zoo.export import export  # (same reason: a function named like its package)
-from zoo.registry import REGISTRY, Capability, CapabilityError, UnknownModelError, get_spec, require
-from zoo.translate import translate  # (same reason as compose: a function named like its module)
+from zoo.evaluation import evaluate, test_data
+from zoo.export import export
+from zoo.fit import fit
+from zoo.loaders import card, load, predictor, require
+from zoo.music import compose
+from zoo.registry import REGISTRY, Capability, CapabilityError, UnknownModelError, get_spec
+from zoo.translation import translate
 
 if TYPE_CHECKING:
-    import keras
-    import numpy as np
-
     from zoo.inference import Predictor
 
 __all__ = [
@@ -33,6 +32,7 @@ __all__ = [
     "load",
     "predictor",
     "train",
+    "fit",
     "evaluate",
     "test_data",
     "compose",
@@ -50,74 +50,45 @@ __all__ = [
 ]
 
 
-def list_models() -> list[str]:
-    """Names of the pretrained models shipped in ``saved_models/``, in registry order."""
+def list_models(task: str | None = None, capability: str | None = None, name: str | None = None) -> list[str]:
+    """Names of the pretrained models shipped in ``saved_models/``, in registry order; only those of a registry
+    ``task`` (e.g. ``"activity"``), those that can do ``capability`` (e.g. ``"stream"``, ``"generate"``) and
+    those whose name contains ``name``, when given.
+
+    Example:
+        >>> zoo.list_models(capability="stream", name="activity")
+        ['activity-gru-causal', 'activity-lstm-causal', 'activity-simple-causal', 'activity-bigru']
+    """
     present = set(cards.shipped())
-    return [name for name in REGISTRY if name in present]
+    if capability is not None and capability not in {c.value for c in Capability}:
+        raise ValueError(
+            f"unknown capability {capability!r}: one of {', '.join(c.value for c in Capability)}"
+        )
+    return [
+        n
+        for n, spec in REGISTRY.items()
+        if n in present
+        and (task is None or spec.task == task)
+        and (capability is None or capability in spec.capabilities)
+        and (name is None or name in n)
+    ]
 
 
-def _folder(name: str) -> Path:
-    get_spec(name)  # unknown names fail here, with suggestions
-    return cards.model_dir(name)
-
-
-def card(name: str) -> cards.Card:
-    """The model card of a shipped model (a typed `zoo.cards.Card`): task, data, split, metrics, baselines,
-    recipe, licence, state spec, sha256. ``.to_json()`` gives the card.json form."""
-    return cards.read_card(_folder(name))
-
-
-def load(name: str) -> keras.Model:
-    """Load a shipped model offline, after checking its sha256 (and its assets') against the card (Keras
-    ``safe_mode``). For the tokenizer and step engine that go with it, use `predictor`."""
-    from zoo.backend import keras
-
-    folder = _folder(name)
-    info = cards.read_card(folder)
-    path = cards.verify(folder, info)
-    cards.verify_assets(folder, info)
-    return keras.models.load_model(path, safe_mode=True, compile=False)
-
-
-def predictor(name: str) -> Predictor:
-    """A shipped model with its card, its tokenizer (text models) and its numpy step engine (on first use)."""
-    from zoo.inference import Predictor
-
-    model = load(name)
-    info = card(name)
-    tokenizer = None
-    tokenizer_file = info.preprocessing.tokenizer_file
-    if tokenizer_file:  # text models keep the vocabulary they were trained with (verified by load above)
-        from zoo.text import load_tokenizer
-
-        tokenizer = load_tokenizer(_folder(name) / tokenizer_file)
-    return Predictor(name, model, info, tokenizer)
-
-
-def test_data(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out raw inputs ``[N, T, F]`` of a model's dataset and their labels or targets."""
-    from zoo.tasks import TASKS
-
-    return TASKS[get_spec(name).task].test_data()
-
-
-def train(name: str, out: str | Path | None = None, verbose: int = 1, **overrides: object) -> cards.Card:
+def train(
+    name: str,
+    out: str | Path | None = None,
+    verbose: int = 1,
+    devices: int | Literal["all"] | None = None,
+    **overrides: object,
+) -> cards.Card:
     """Retrain a registry model (``cell=``, ``units=``, ``layers=``, ``epochs=``, ``seed=``… override the
-    recipe) and write it with its card to ``out/<name>/`` (default: ``saved_models/``). Returns the card."""
+    recipe) and write it with its card to ``out/<name>/`` (default: ``saved_models/``). Returns the card.
+    ``devices`` (an int >= 2 or ``"all"``, JAX backend): data-parallel over that many devices, the global batch
+    split across them (`zoo.distributed`; ValueError where it cannot work)."""
     from zoo.training import train_and_export
 
     spec = get_spec(name).with_overrides(**overrides)
-    return train_and_export(spec, Path(out) if out else None, verbose=verbose)
-
-
-def evaluate(name: str) -> dict:
-    """Re-measure a shipped model on its test split; returns the fresh test metrics."""
-    from zoo.tasks import TASKS
-
-    spec = get_spec(name)
-    task = TASKS[spec.task]
-    model = load(name)
-    return task.evaluate(model, task.prepare(spec.recipe.seed, spec.head, spec.recipe.batch_size), spec.head)
+    return train_and_export(spec, Path(out) if out else None, verbose=verbose, devices=devices)
 
 
 def _predictor_for(name: str, capability: Capability) -> Predictor:

@@ -20,6 +20,9 @@ HEADS = {
     # Per-step log-probabilities over labels + a blank (index 0), for CTC training and decoding.
     "ctc": "log_softmax",
 }
+# Every head a model can have: those above, and ``seq2seq``, the attention encoder-decoder of
+# `zoo.builder.build_seq2seq` (a graph of its own, with no head from the table above).
+MODEL_HEADS = frozenset(HEADS) | {"seq2seq"}
 
 
 @dataclass(frozen=True)

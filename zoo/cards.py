@@ -225,7 +225,7 @@ class Card:
     summary: str
     task: str = _doc("the zoo task (zoo.tasks.TASKS) that prepares its data and scores it")
     kind: str = _doc("what the model is: classification, forecast, generation, translation, ...")
-    head: str = _doc("output head (zoo.architecture.HEADS, or seq2seq)")
+    head: str = _doc("output head (one of zoo.architecture.MODEL_HEADS)")
     architecture: Architecture
     streaming: Streaming
     state_spec: StateSpec

@@ -1,8 +1,8 @@
 """Several models trained alike from different seeds, kept together as one Keras model.
 
-Why: one training run is a draw. Issue 16 trained the recipe of ``digits-ctc-bigru`` from three seeds and
-measured, on the validation persons, mean sequence errors of 0.141, 0.224 and 0.208; the transcript the three
-agree on (`zoo.speech.vote_transcripts`) scored 0.139 — as good as the best draw without having to be lucky.
+Why: one training run is a draw. The recipe of ``digits-ctc-bigru`` trained from three seeds measures, on the
+validation persons, mean sequence errors of 0.141, 0.224 and 0.208; the transcript the three agree on
+(`zoo.speech.vote_transcripts`) scores 0.139 — as good as the best draw without having to be lucky.
 The members' outputs are stacked on a new axis 1 (``[N, members, ...]``) and the consumer combines them
 (`zoo.speech.ctc_decode` decodes each member and votes). Averaging the outputs inside the graph is what this
 module deliberately does not do: CTC models trained apart fire their label spikes a frame or so apart, and

@@ -8,7 +8,9 @@ splits.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,28 +34,113 @@ def sample_rate(card: Card) -> int:
     return int(card.preprocessing.details["features"]["sample_rate"])
 
 
+@dataclass(frozen=True)
+class Detector:
+    """How a keyword spotter's per-frame probabilities become detections, offline and in a stream alike.
+
+    The score of frame ``t`` is the mean of the keyword probability over frames ``t - smoothing + 1 .. t``
+    (frames before the stream's start count as 0): causal, so it is a streaming decision. A detection is a
+    frame whose score reaches ``threshold`` at least ``refractory`` frames after the previous detection.
+    Scores are summed in float64 in the same order offline (`scores`) and step by step (`DetectorStream`), so
+    both give bit-identical detections on the same probabilities.
+    """
+
+    threshold: float
+    smoothing: int = 1
+    refractory: int = KWS_REFRACTORY
+
+    def __post_init__(self) -> None:
+        if self.smoothing < 1 or self.refractory < 1:
+            raise ValueError("smoothing and refractory must be at least one frame")
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """Smoothed scores of keyword probabilities ``[..., T]`` (one stream per row)."""
+        p = np.asarray(probs, "float64")
+        total = np.zeros_like(p)
+        t = p.shape[-1]
+        for lag in range(min(self.smoothing, t)):  # the newest frame first, as DetectorStream adds them
+            total[..., lag:] += p[..., : t - lag]
+        return total / self.smoothing
+
+    def detect(self, probs: np.ndarray) -> list[int]:
+        """Frames of one stream's probabilities ``[T]`` where the detector fires."""
+        return self.fire(self.scores(probs))
+
+    def fire(self, scores: np.ndarray) -> list[int]:
+        """Frames of one stream's smoothed ``scores`` ``[T]`` where the detector fires."""
+        hits, quiet_until = [], -1
+        for t in np.flatnonzero(scores >= self.threshold):
+            if t >= quiet_until:
+                hits.append(int(t))
+                quiet_until = t + self.refractory
+        return hits
+
+    def stream(self) -> DetectorStream:
+        """A fresh step-by-step detector (no frames seen yet)."""
+        return DetectorStream(self)
+
+    def to_dict(self) -> dict:
+        """For the card (``test_metrics.detector``); `from_card` reads it back."""
+        return {
+            "threshold": self.threshold,
+            "smoothing_frames": self.smoothing,
+            "refractory_frames": self.refractory,
+        }
+
+    @classmethod
+    def from_card(cls, card: Card) -> Detector:
+        """The operating point a keyword spotter's card records (chosen on its validation streams)."""
+        d = card.test_metrics.get("detector")
+        if d is None:  # a card from before smoothing: the raw probability, the card's threshold
+            refractory = int(card.preprocessing.details.get("refractory_frames", KWS_REFRACTORY))
+            return cls(float(card.test_metrics["threshold"]), 1, refractory)
+        return cls(float(d["threshold"]), int(d["smoothing_frames"]), int(d["refractory_frames"]))
+
+
+class DetectorStream:
+    """`Detector` one frame at a time: keeps the last ``smoothing`` probabilities and the refractory clock."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self._recent: deque[float] = deque(maxlen=detector.smoothing)
+        self._quiet_until = -1
+        self.frames = 0
+
+    def push(self, probability: float) -> float | None:
+        """Add one frame's keyword probability; its score if the detector fires on this frame, else None."""
+        self._recent.appendleft(float(probability))
+        total = 0.0
+        for p in self._recent:  # newest first, as Detector.scores sums the lags
+            total += p
+        score = total / self.detector.smoothing
+        t, self.frames = self.frames, self.frames + 1
+        if score >= self.detector.threshold and t >= self._quiet_until:
+            self._quiet_until = t + self.detector.refractory
+            return score
+        return None
+
+
 def listen_wave(stepper: StepModel, card: Card, wave: np.ndarray, chunk_seconds: float = 0.1) -> list[dict]:
     """Run a keyword spotter (its `zoo.step.StepModel`, e.g. ``zoo.predictor(name).stepper``) over ``wave``
-    as a stream: chunks -> frames -> one model step per frame.
+    as a stream: chunks -> frames -> one model step per frame -> the card's `Detector`.
 
-    Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability``.
+    Returns one dict per detection: ``time_s`` (end of the frame that fired), ``probability`` (its smoothed
+    score).
     """
     front = front_end(card)
-    threshold = float(card.test_metrics["threshold"])
-    refractory = int(card.preprocessing.details.get("refractory_frames", KWS_REFRACTORY))
+    detector = Detector.from_card(card).stream()
     state = stepper.initial_state(1)
     frames = front.stream()
     chunk = max(1, int(chunk_seconds * front.sample_rate))
-    detections, quiet_until, t = [], -1, 0
+    detections = []
     for start in range(0, len(wave), chunk):
         for frame in frames.push(wave[start : start + chunk]):
             y, state = stepper.step(frame[None], state)
-            p = float(y[0, 1])
-            if p >= threshold and t >= quiet_until:
+            t = detector.frames
+            score = detector.push(float(y[0, 1]))
+            if score is not None:
                 time_s = (t * front.hop + front.win_length) / front.sample_rate
-                detections.append({"time_s": round(time_s, 2), "probability": round(p, 3)})
-                quiet_until = t + refractory
-            t += 1
+                detections.append({"time_s": round(time_s, 2), "probability": round(score, 3)})
     return detections
 
 
@@ -133,7 +220,7 @@ def vote_transcripts(per_model: Sequence[Sequence[list[int]]]) -> list[list[int]
 
     Why a vote of transcripts and not an average of the models' per-frame probabilities: CTC models trained
     alike from different seeds fire their label spikes a frame or so apart, and averaging hands those frames
-    to the blank (issue 16: two seeds of ``digits-ctc-bigru`` averaged validated at sequence error 0.681 / 0.790,
+    to the blank (two seeds of ``digits-ctc-bigru`` averaged validate at sequence error 0.681 / 0.790,
     against 0.109-0.257 alone).
     """
     voted = []

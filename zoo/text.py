@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -155,7 +156,153 @@ class WordTokenizer:
         return {"kind": self.kind, "max_length": self.max_length, "tokens": self.tokens[2:]}
 
 
-Tokenizer = CharVocab | WordTokenizer
+def _is_punctuation(ch: str) -> bool:
+    """BERT's punctuation: every ASCII non-letter, non-digit symbol, and Unicode category P*."""
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+def bert_words(text: str) -> list[str]:
+    """BERT's uncased basic tokenization (as ``BertNormalizer`` + ``BertPreTokenizer`` of all-MiniLM-L6-v2):
+    control characters dropped, whitespace unified, CJK ideographs split apart, lower case, accents stripped
+    (NFD, combining marks removed), then split on whitespace and around every punctuation character."""
+    chars = []
+    for ch in text:
+        cp = ord(ch)
+        if ch in " \t\n\r" or unicodedata.category(ch) == "Zs":
+            chars.append(" ")
+        elif cp == 0 or cp == 0xFFFD or unicodedata.category(ch).startswith("C"):
+            continue
+        elif _is_cjk(cp):
+            chars.append(f" {ch} ")
+        else:
+            chars.append(ch)
+    text = unicodedata.normalize("NFD", "".join(chars).lower())
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
+    words: list[str] = []
+    for chunk in text.split():
+        start = 0
+        for i, ch in enumerate(chunk):
+            if _is_punctuation(ch):
+                if i > start:
+                    words.append(chunk[start:i])
+                words.append(ch)
+                start = i + 1
+        if start < len(chunk):
+            words.append(chunk[start:])
+    return words
+
+
+class WordPieceTokenizer:
+    """BERT word pieces (greedy longest match first, continuations prefixed ``##``) over a fixed vocabulary.
+
+    Pure Python, equal to the ``tokenizers`` library's BERT pipeline on the same vocabulary (no
+    ``[CLS]`` / ``[SEP]``: the recurrent model reads the text's pieces only). Before it, tweet markup is
+    rewritten: HTML entities decoded, URLs replaced by ``link`` and @mentions by ``user`` (each a string of
+    the vocabulary, or None to keep the original text).
+
+    Args:
+        pieces: the vocabulary in id order; ``pieces[0]`` pads (``[PAD]``) and ``unk`` must be in it.
+        max_length: longest piece sequence accepted (longer texts are refused, not silently cut).
+        unk: the piece of a word the vocabulary cannot spell.
+        url, user: replacements of URLs and @mentions.
+    """
+
+    kind = "wordpiece"
+    PAD = 0
+    MAX_WORD_CHARS = 100  # a longer "word" is one unknown piece (as BERT's tokenizer does)
+
+    def __init__(
+        self,
+        pieces: Sequence[str],
+        max_length: int = 128,
+        unk: str = "[UNK]",
+        url: str | None = "link",
+        user: str | None = "user",
+    ):
+        self.tokens = list(pieces)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if unk not in self.index:
+            raise ValueError(f"the unknown piece {unk!r} is not in the vocabulary")
+        self.unk, self.UNK = unk, self.index[unk]
+        self.url, self.user = url, user
+        self.max_length = int(max_length)
+        self._cache: dict[str, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def words(self, text: str) -> list[str]:
+        """Text -> BERT basic tokens, after the tweet markup is rewritten."""
+        text = html.unescape(text)
+        if self.url is not None:
+            text = _URL.sub(f" {self.url} ", text)
+        if self.user is not None:
+            text = _USER.sub(f" {self.user} ", text)
+        return bert_words(text)
+
+    def word_ids(self, word: str) -> list[int]:
+        """One basic token -> its piece ids (one unknown id if the vocabulary cannot spell all of it)."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        ids: list[int] = []
+        start = 0 if len(word) <= self.MAX_WORD_CHARS else len(word) + 1  # too long: one unknown piece
+        while start < len(word):
+            end, found = len(word), None
+            while start < end:
+                found = self.index.get(word[start:end] if start == 0 else "##" + word[start:end])
+                if found is not None:
+                    break
+                end -= 1
+            if found is None:
+                break
+            ids.append(found)
+            start = end
+        if start != len(word):
+            ids = [self.UNK]
+        self._cache[word] = ids
+        return ids
+
+    def split(self, text: str) -> list[str]:
+        """Text -> its word pieces (strings)."""
+        return [self.tokens[i] for i in self.encode(text)]
+
+    def encode(self, text: str) -> list[int]:
+        return [i for word in self.words(text) for i in self.word_ids(word)]
+
+    def encode_batch(self, texts: Sequence[str], check: bool = True) -> np.ndarray:
+        """Right-padded ids ``[N, L]`` (L = longest text); with ``check``, empty or over-long texts raise."""
+        encoded = [self.encode(t) for t in texts]
+        return pad_ids(encoded, texts, self.max_length, "text", "tweets", check=check)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "max_length": self.max_length,
+            "unk": self.unk,
+            "url": self.url,
+            "user": self.user,
+            "pieces": self.tokens,
+        }
+
+
+Tokenizer = CharVocab | WordTokenizer | WordPieceTokenizer
 
 
 def tokenizer_from_dict(data: dict) -> Tokenizer:
@@ -164,7 +311,15 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
         return CharVocab(data["chars"])
     if data.get("kind") == "words":
         return WordTokenizer(data["tokens"], max_length=data["max_length"])
+    if data.get("kind") == "wordpiece":
+        return WordPieceTokenizer(
+            data["pieces"], max_length=data["max_length"], unk=data["unk"], url=data["url"], user=data["user"]
+        )
     raise ValueError(f"unknown tokenizer kind {data.get('kind')!r}")
+
+
+# The file a text model's tokenizer ships in, beside model.keras (its sha256 on the card).
+TOKENIZER_FILE = "vocab.json"
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -252,7 +407,10 @@ def generate_text(
 
 
 def classify(
-    model: object, tokenizer: WordTokenizer, class_names: Sequence[str], texts: Sequence[str]
+    model: object,
+    tokenizer: WordTokenizer | WordPieceTokenizer,
+    class_names: Sequence[str],
+    texts: Sequence[str],
 ) -> list[dict]:
     """Label each text: ``[{"text", "label", "probabilities": {class: p}}]``; bad texts raise ValueError."""
     if isinstance(texts, str):

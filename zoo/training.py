@@ -19,11 +19,13 @@ from zoo import cards
 from zoo.backend import keras
 from zoo.builder import build_model, is_causal
 from zoo.diagnostics import GradientNormLog, tracked_optimizer
+from zoo.distributed import Devices, Placement, data_parallel, float32_policy, process_folder
 from zoo.ensemble import stack_members
 from zoo.losses import LOSSES
 from zoo.registry import ModelSpec
 from zoo.step import StepModel, state_spec
-from zoo.tasks import TASKS, Prepared
+from zoo.step.shipped import ENGINE_FILE, ENGINE_META, write_engine
+from zoo.tasks import TASKS, Prepared, Task
 
 
 class EpochBar(keras.callbacks.Callback):
@@ -44,15 +46,63 @@ class EpochBar(keras.callbacks.Callback):
         self.bar.close()
 
 
-def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Model, dict]:
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) during ``fit`` ends training after the current batch instead of killing it, so early
+    stopping restores the best weights so far and the run is written whole; a second Ctrl-C raises as usual.
+    Only in the main thread (signals cannot be caught elsewhere)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_at: int | None = None
+        self._epoch = 0
+        self._previous = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self, signum: int, frame: object) -> None:
+        import signal
+
+        self.stopped_at = self._epoch + 1
+        self.model.stop_training = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        print(f"\ninterrupted in epoch {self.stopped_at}: stopping with the best weights so far "
+              "(Ctrl-C again to abort)", flush=True)  # fmt: skip
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def fit(
+    spec: ModelSpec, prepared: Prepared, verbose: int = 1, task: Task | None = None, devices: Devices = None
+) -> tuple[keras.Model, dict]:
     """Build and train ``spec``'s model on ``prepared``; return the model (best weights) and its history.
+
+    ``task``: the task object when it is not the registry's ``TASKS[spec.task]`` (a user's table, `zoo.fit`).
+    Ctrl-C stops training at the end of the current batch with the best weights so far restored (history key
+    ``interrupted_at_epoch``); a second Ctrl-C aborts.
 
     With ``spec.recipe.refit`` the returned model is a fresh one trained on training + validation data for the
     best epoch count of the validation run (history key ``refit_loss``).
-    ``verbose``: 0 silent, 1 one progress bar over epochs, 2 Keras' line per epoch (logs)."""
+    ``verbose``: 0 silent, 1 one progress bar over epochs, 2 Keras' line per epoch (logs).
+    ``devices`` (an int >= 2 or ``"all"``): data-parallel over that many JAX devices (`zoo.distributed`); the
+    history then records the placement under ``data_parallel``, and the model returned is a one-device copy."""
     regression = spec.head == "step_regression"
     y_train, y_val = prepared.y_train, prepared.y_val
-    if regression:  # fit standardised targets; the scale is folded back into the head below
+    # Fit standardised targets; the scale is folded back into the head below. A task's own batches come
+    # standardised already (y_train None).
+    if regression and y_train is not None:
         y_train = (y_train - prepared.target_mean) / prepared.target_std
         y_val = (y_val - prepared.target_mean) / prepared.target_std
     # A task may hand over batches itself (a keras.utils.PyDataset of (inputs, targets), y_* None), e.g.
@@ -60,32 +110,43 @@ def fit(spec: ModelSpec, prepared: Prepared, verbose: int = 1) -> tuple[keras.Mo
     batched = y_train is None
     if spec.recipe.refit and (batched or prepared.w_train is not None):
         raise ValueError(f"{spec.task}: refit needs arrays without sample weights, not a task's own batches")
-    model = _compiled_model(spec, prepared)
+    placement = data_parallel(devices, spec.recipe.batch_size)
+    interrupt = StopOnInterrupt()
     stop = keras.callbacks.EarlyStopping(
         monitor=spec.recipe.monitor, patience=spec.recipe.patience, restore_best_weights=True, verbose=0
     )
-    history = model.fit(
-        prepared.x_train,
-        y_train,
-        validation_data=prepared.x_val
-        if batched
-        else (prepared.x_val, y_val) + (() if prepared.w_val is None else (prepared.w_val,)),
-        sample_weight=prepared.w_train,  # per-step weights where a task masks steps out of the loss
-        epochs=spec.recipe.epochs,
-        batch_size=None if batched else spec.recipe.batch_size,
-        shuffle=True,
-        class_weight=class_weights(y_train, prepared.n_outputs) if spec.recipe.class_weight else None,
-        callbacks=[GradientNormLog(), stop]
-        + _schedule(spec)
-        + ([EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else []),
-        verbose=0 if verbose == 1 else verbose,
-    )
+    with placement.scope():  # a no-op on one device
+        model = _compiled_model(spec, prepared, task)
+        inputs, dropped = placement.fit_inputs(
+            prepared.x_train,
+            y_train,
+            validation_data=prepared.x_val
+            if batched
+            else (prepared.x_val, y_val) + (() if prepared.w_val is None else (prepared.w_val,)),
+            sample_weight=prepared.w_train,  # per-step weights where a task masks steps out of the loss
+            batch_size=None if batched else spec.recipe.batch_size,
+            shuffle=True,
+            class_weight=class_weights(y_train, prepared.n_outputs) if spec.recipe.class_weight else None,
+            seed=spec.recipe.seed,
+        )
+        history = model.fit(
+            **inputs,
+            epochs=spec.recipe.epochs,
+            callbacks=[GradientNormLog(), stop, interrupt]
+            + _schedule(spec)
+            + ([EpochBar(spec.recipe.epochs, spec.name)] if verbose == 1 else []),
+            verbose=0 if verbose == 1 else verbose,
+        )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if interrupt.stopped_at is not None:
+        hist["interrupted_at_epoch"] = interrupt.stopped_at
     watched = np.asarray(hist[spec.recipe.monitor])
     # The epoch whose weights were restored (EarlyStopping maximises accuracies and minimises losses).
     hist["best_epoch"] = int(np.argmax(watched) if "acc" in spec.recipe.monitor else np.argmin(watched)) + 1
     if spec.recipe.refit:
-        model, hist["refit_loss"] = _refit(spec, prepared, hist["best_epoch"], verbose)
+        model, hist["refit_loss"] = _refit(spec, prepared, hist["best_epoch"], verbose, placement)
+    model = placement.local_model(model, lambda: _compiled_model(spec, prepared, task))
+    hist.update(placement.details(dropped))
     if regression:
         _fold_target_scale(model.get_layer("head"), prepared.target_mean, prepared.target_std)
     return model, hist
@@ -98,17 +159,20 @@ def _schedule(spec: ModelSpec) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.LearningRateScheduler(lambda epoch, _: spec.recipe.learning_rate_at(epoch))]
 
 
-def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
+def _compiled_model(spec: ModelSpec, prepared: Prepared, task: Task | None = None) -> keras.Model:
     """A freshly initialised (seeded) model for ``spec``, compiled with the recipe's optimizer and the head's
     loss — per-step heads average the loss over every time step of every sequence."""
     keras.utils.set_random_seed(spec.recipe.seed)
-    task = TASKS[spec.task]
+    task = task or TASKS[spec.task]
     model = task.build_model(spec, prepared)  # a task whose model is not one recurrent chain builds its own
     if model is None:
         model = build_model(
             spec.arch,
             spec.head,
-            n_features=prepared.vocab_size if spec.arch.embedding else prepared.x_train.shape[-1],
+            # (a task's own batches carry no shape: its card's preprocessing says the width)
+            n_features=prepared.vocab_size
+            if spec.arch.embedding
+            else getattr(prepared.x_train, "shape", (prepared.preprocessing.get("n_features"),))[-1],
             n_outputs=prepared.n_outputs,
             norm_mean=prepared.norm_mean,
             norm_var=prepared.norm_var,
@@ -121,7 +185,9 @@ def _compiled_model(spec: ModelSpec, prepared: Prepared) -> keras.Model:
     return model
 
 
-def _refit(spec: ModelSpec, prepared: Prepared, epochs: int, verbose: int) -> tuple[keras.Model, list[float]]:
+def _refit(
+    spec: ModelSpec, prepared: Prepared, epochs: int, verbose: int, placement: Placement | None = None
+) -> tuple[keras.Model, list[float]]:
     """Train a fresh model on training + validation data for ``epochs`` epochs (no early stopping: nothing is
     held out any more); return it and its training loss per epoch."""
     if prepared.x_refit is not None:
@@ -131,17 +197,23 @@ def _refit(spec: ModelSpec, prepared: Prepared, epochs: int, verbose: int) -> tu
         y = np.concatenate([prepared.y_train, prepared.y_val])
     if spec.head == "step_regression":
         y = (y - prepared.target_mean) / prepared.target_std
-    model = _compiled_model(spec, prepared)
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
-        batch_size=spec.recipe.batch_size,
-        shuffle=True,
-        class_weight=class_weights(y, prepared.n_outputs) if spec.recipe.class_weight else None,
-        callbacks=_schedule(spec) + ([EpochBar(epochs, f"{spec.name} refit")] if verbose == 1 else []),
-        verbose=0 if verbose == 1 else verbose,
-    )
+    placement = placement or Placement()
+    with placement.scope():
+        model = _compiled_model(spec, prepared)
+        inputs, _ = placement.fit_inputs(
+            x,
+            y,
+            batch_size=spec.recipe.batch_size,
+            shuffle=True,
+            class_weight=class_weights(y, prepared.n_outputs) if spec.recipe.class_weight else None,
+            seed=spec.recipe.seed,
+        )
+        history = model.fit(
+            **inputs,
+            epochs=epochs,
+            callbacks=_schedule(spec) + ([EpochBar(epochs, f"{spec.name} refit")] if verbose == 1 else []),
+            verbose=0 if verbose == 1 else verbose,
+        )
     return model, [float(v) for v in history.history["loss"]]
 
 
@@ -271,29 +343,44 @@ def member_specs(spec: ModelSpec) -> list[ModelSpec]:
     ]
 
 
-def train_and_export(spec: ModelSpec, out_root: Path | None = None, verbose: int = 1) -> cards.Card:
+def train_and_export(
+    spec: ModelSpec, out_root: Path | None = None, verbose: int = 1, devices: Devices = None
+) -> cards.Card:
     """Train ``spec`` end to end and write ``<out_root>/<name>/`` (model, card, history, plots). An ensemble
-    recipe trains its members one after another, each on its own seed's data preparation (augmentation)."""
+    recipe trains its members one after another, each on its own seed's data preparation (augmentation).
+    ``devices``: data-parallel training (`fit`); in a several-process run, process K > 0 writes its copy to
+    ``<out_root>/process-K/<name>/``."""
     task = TASKS[spec.task]
+    placement = data_parallel(devices, spec.recipe.batch_size)  # refuse (or join the hosts) before the data
+    if placement.process_id:
+        out_root = process_folder(out_root or cards.SAVED_MODELS)
     runs = []
     for member in member_specs(spec):
         prepared = task.prepare(member.recipe.seed, member.head, member.recipe.batch_size)
         start = time.perf_counter()
-        model, history = fit(member, prepared, verbose=verbose)
+        model, history = fit(member, prepared, verbose=verbose, devices=devices)
         wall = time.perf_counter() - start
-        runs.append(Run(model, history, wall, member.recipe.seed, keras.backend.backend(), device_name()))
+        device = placement.device_label(device_name())
+        runs.append(Run(model, history, wall, member.recipe.seed, keras.backend.backend(), device))
         if len(runs) == 1:
             first = prepared  # the card describes the first member's preparation (the others differ by seed)
-    return export_trained(spec, runs, first, out_root)
+    with float32_policy():  # what is shipped, stacked and measured is float32, however it was trained
+        return export_trained(spec, runs, first, out_root)
 
 
 def export_trained(
-    spec: ModelSpec, runs: list[Run], prepared: Prepared, out_root: Path | None = None
+    spec: ModelSpec,
+    runs: list[Run],
+    prepared: Prepared,
+    out_root: Path | None = None,
+    task: Task | None = None,
+    folder: Path | None = None,
 ) -> cards.Card:
     """Evaluate the fitted model — or, with several runs, the ensemble stacking them (`zoo.ensemble`) — and
-    write its folder: model, history, learning curve, test plot, assets and card."""
-    task = TASKS[spec.task]
-    folder = cards.model_dir(spec.name, out_root)
+    write its folder (``folder``, default ``<out_root>/<name>``): model, history, learning curve, test plot,
+    assets and card. ``task``: as in `fit`."""
+    task = task or TASKS[spec.task]
+    folder = folder or cards.model_dir(spec.name, out_root)
     folder.mkdir(parents=True, exist_ok=True)
     if len(runs) == 1:
         model, history = runs[0].model, runs[0].history
@@ -367,6 +454,7 @@ def export_trained(
                     if len(runs) > 1
                     else {}
                 ),
+                **{k: runs[0].history[k] for k in ("data_parallel", "precision") if k in runs[0].history},
                 "backend": runs[0].backend,  # where the (first) model was trained, not where it was stacked
                 "device": runs[0].device,
                 "wall_time_s": round(wall, 1),
@@ -382,4 +470,12 @@ def export_trained(
         assets=assets,  # e.g. a tokenizer's vocabulary: verified by sha256 whenever the model is loaded
         versus_baseline=None if versus is None else cards.typed(cards.Versus, versus),
     )
-    return cards.write_card(folder, card)
+    card = cards.write_card(folder, card)
+    # A model served step by step ships its engine, read from these very weights (`zoo.step.shipped`): serving
+    # then needs numpy alone. An engine left from an earlier model in this folder goes.
+    if streamable:
+        write_engine(folder, StepModel.from_keras(model), card.sha256)
+    else:
+        for stale in (ENGINE_FILE, ENGINE_META):
+            (folder / stale).unlink(missing_ok=True)
+    return card

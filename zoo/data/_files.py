@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -29,3 +32,20 @@ def cache_dir(kind: str) -> Path:
     path = root / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def aeon_archive(name: str, splits: str | tuple[str, ...] = ("TRAIN", "TEST")) -> tuple[Any, np.ndarray]:
+    """A UCR/UEA archive set bundled in aeon's wheel (``aeon/datasets/data/<name>/<name>_<SPLIT>.ts``), as aeon
+    reads it: ``x [N, channels, T]`` float64 (a list of ``[channels, T_i]`` arrays when lengths differ) and the
+    labels or targets; several ``splits`` are concatenated in the order given."""
+    from aeon.datasets import load_from_ts_file
+
+    parts = [
+        load_from_ts_file(str(package_file("aeon", "datasets", "data", name, f"{name}_{s.upper()}.ts")))
+        for s in ((splits,) if isinstance(splits, str) else splits)
+    ]
+    if all(isinstance(x, np.ndarray) for x, _ in parts):
+        x: Any = np.concatenate([x for x, _ in parts])
+    else:
+        x = [a for xs, _ in parts for a in xs]
+    return x, np.concatenate([np.asarray(y) for _, y in parts])

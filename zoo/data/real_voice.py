@@ -4,7 +4,7 @@ The package holds the Asterisk telephone system's prompts, one take of each, rec
 ("Allison", folder ``en_US_f_Allison``). Its digits 0-9 and the word "no" (``vm-no.wav``, the "no" of "you
 have no messages") are the only words of the zoo's 20-word vocabulary it contains. Nothing here is trained
 on or tuned on: the speech models choose everything on their validation voices, and these recordings only
-measure them (`zoo.tasks.speech.real_voice_metrics`). Recordings are resampled from 8 kHz to 16 kHz, so they
+measure them (`zoo.tasks.speech.real_voice_eval`: real_voice_words, real_voice_digits, real_voice_keyword). Recordings are resampled from 8 kHz to 16 kHz, so they
 hold nothing above 4 kHz, like a telephone line.
 
 Digit sequences and keyword streams are built by joining the recordings (each cut to its speech by

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.data._files import package_file
+from zoo.data._files import aeon_archive
 
 BASIC_MOTIONS = {
     "name": "BasicMotions (UEA multivariate archive)",
@@ -18,8 +18,5 @@ BASIC_MOTIONS = {
 
 def basic_motions(split: str) -> tuple[np.ndarray, np.ndarray]:
     """The archive's default ``"train"`` or ``"test"`` split: X ``[N, 100, 6]`` float32, y string labels."""
-    from aeon.datasets import load_from_ts_file
-
-    path = package_file("aeon", "datasets", "data", "BasicMotions", f"BasicMotions_{split.upper()}.ts")
-    X, y = load_from_ts_file(str(path))
+    X, y = aeon_archive("BasicMotions", split)
     return np.transpose(np.asarray(X, "float32"), (0, 2, 1)), np.asarray(y).astype(str)

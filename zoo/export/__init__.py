@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo import loaders
 from zoo.export.graph import StateSlot, state_slots
 from zoo.step import NotStepable, StepModel
 
@@ -96,9 +97,7 @@ def export_step(
 
 def step_model_of(name: str) -> StepModel:
     """The numpy step engine of shipped model ``name``; ExportError (naming the reason) if it is not causal."""
-    import zoo
-
-    card = zoo.card(name)
+    card = loaders.card(name)
     if not card.state_spec.steppable:
         raise ExportError(
             f"{name} is not causal ({card.architecture.cell}, "
@@ -106,7 +105,7 @@ def step_model_of(name: str) -> StepModel:
             "graph; export its whole-sequence graph with --sequence (zoo.export(..., sequence=True))"
         )
     try:
-        step_model = StepModel.from_keras(zoo.load(name))
+        step_model = StepModel.from_keras(loaders.load(name))
     except NotStepable as err:
         raise ExportError(f"{name}: {err}") from None
     expected = [s.name for layer in card.state_spec.layers for s in layer.states]
@@ -134,10 +133,9 @@ def export(
     if sequence:
         if quantize is not None or compute_dtype not in (None, "float32"):
             raise ExportError("a whole-sequence graph is float32 and unquantised")
-        import zoo
         from zoo.export.sequence import export_sequence
 
-        if zoo.card(name).kind == "translation":  # its encoder and one decoder step: returns the folder
+        if loaders.card(name).kind == "translation":  # its encoder and one decoder step: returns the folder
             from zoo.export.seq2seq import export_encoder_decoder
 
             export_encoder_decoder(name, format, folder)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zoo import evaluation
 from zoo.export.runtimes import StepRuntime
 
 MIN_PARITY_STEPS = 10_000
@@ -56,13 +57,12 @@ def parity(runtime: StepRuntime, data: ParityData) -> float:
 def parity_data(name: str, model: object, min_steps: int = MIN_PARITY_STEPS) -> ParityData:
     """The test split of shipped model ``name`` (its real steps), topped up with validation then training
     sequences when the test split holds fewer than ``min_steps`` steps; Keras's outputs on all of it."""
-    import zoo
     from zoo.registry import get_spec
     from zoo.tasks import TASKS
 
     spec = get_spec(name)
     task = TASKS[spec.task]
-    x = np.asarray(zoo.test_data(name)[0], np.float32)
+    x = np.asarray(evaluation.test_data(name)[0], np.float32)
     valid = task.valid_steps()
     valid = np.ones(x.shape[:2], bool) if valid is None else np.asarray(valid, bool)
     test_steps = int(valid.sum())

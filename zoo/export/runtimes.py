@@ -3,6 +3,8 @@ call: ``y, states = runtime(x, states)`` with ``states`` a dict of the named sta
 
 `StepEngine` wraps any of them in `zoo.step.StepModel`'s interface (``initial_state``, ``step``, ``advance``,
 ``run`` over one concatenated state row), so the streaming service can serve the very artefact a user deploys.
+`GraphRuntime` runs any other exported graph by the names of its inputs and outputs (a whole-sequence graph,
+the translation encoder and its decoder step).
 """
 
 from __future__ import annotations
@@ -48,6 +50,42 @@ def onnx_session(path: Path | str, threads: int = 1) -> Any:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class GraphRuntime:
+    """One exported graph (a sequence graph, the translation encoder or its decoder step) loaded by its own
+    runtime: ``runtime(**named inputs) -> {name: array}``; ``input_names`` lists what it takes."""
+
+    def __init__(self, path: Path | str, fmt: str, threads: int = 1):
+        self.format = fmt
+        if fmt == "onnx":
+            self.session = onnx_session(path, threads)
+            self.outputs = [o.name for o in self.session.get_outputs()]
+            self.inputs = {i.name.split(":")[0]: i.name for i in self.session.get_inputs()}
+            self.input_names = list(self.inputs)
+        elif fmt == "litert":
+            from zoo.export.tf_graph import _litert_interpreter
+
+            self.interpreter = _litert_interpreter(model_path=str(path), num_threads=threads)
+            (key,) = self.interpreter.get_signature_list()
+            self.runner = self.interpreter.get_signature_runner(key)
+            self.input_names = list(self.runner.get_input_details())
+        else:
+            import tensorflow as tf
+
+            self.tf = tf
+            self.fn = tf.saved_model.load(str(path)).signatures["serve"]
+            self.input_names = list(self.fn.structured_input_signature[1])
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        if self.format == "onnx":
+            feed = {self.inputs[k]: v for k, v in inputs.items()}
+            got = self.session.run(None, feed)
+            return {n.split(":")[0]: np.asarray(v) for n, v in zip(self.outputs, got, strict=True)}
+        if self.format == "litert":
+            return {k: np.array(v) for k, v in self.runner(**inputs).items()}
+        out = self.fn(**{k: self.tf.constant(v) for k, v in inputs.items()})
+        return {k: np.asarray(v) for k, v in out.items()}
 
 
 class OnnxRuntime(StepRuntime):

@@ -1,5 +1,5 @@
 """Encoder-decoder (translation) graphs: the encoder, run once per batch of sentences, and one decoder step, run
-once per target token — the two calls `zoo.translate.Translator` makes, as SavedModel, LiteRT and ONNX.
+once per target token — the two calls `zoo.translation.Translator` makes, as SavedModel, LiteRT and ONNX.
 
 - ``encoder``: ``source`` int32 [B, S] (0-padded ids) -> ``encoder_outputs`` [B, S, E], ``decoder_state`` [B, U]
   (the decoder's initial state, ``dec_init`` of the last encoder states).
@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo import loaders
+from zoo.export.runtimes import GraphRuntime
 from zoo.export.sequence import ONNX_OPSET, _set_unroll
 
 GRAPHS = ("encoder", "decoder_step")
@@ -67,7 +69,7 @@ def functions(model: Any) -> tuple[Any, Any]:
     named as the exported graphs name them."""
     import keras
 
-    from zoo.translate import PAD
+    from zoo.translation import PAD
 
     encoder = keras.Model(
         model.inputs[0], [model.get_layer("attention").input[1], model.get_layer("dec_init").output]
@@ -149,52 +151,17 @@ def write_encoder_decoder(model: Any, fmt: str, folder: Path | str, source_lengt
 
 def export_encoder_decoder(name: str, fmt: str, folder: Path | str) -> dict[str, Path]:
     """Shipped translation model ``name``'s encoder and decoder step in ``fmt``, into ``folder``."""
-    import zoo
-    from zoo.translate import MAX_SOURCE_TOKENS
+    from zoo.translation import MAX_SOURCE_TOKENS
 
-    return write_encoder_decoder(zoo.load(name), fmt, folder, MAX_SOURCE_TOKENS)
-
-
-class GraphRuntime:
-    """One exported graph loaded by its own runtime: ``runtime(**named inputs) -> {name: array}``."""
-
-    def __init__(self, path: Path | str, fmt: str, threads: int = 1):
-        self.format = fmt
-        if fmt == "onnx":
-            from zoo.export.runtimes import onnx_session
-
-            self.session = onnx_session(path, threads)
-            self.outputs = [o.name for o in self.session.get_outputs()]
-            self.inputs = {i.name.split(":")[0]: i.name for i in self.session.get_inputs()}
-        elif fmt == "litert":
-            from zoo.export.tf_graph import _litert_interpreter
-
-            self.interpreter = _litert_interpreter(model_path=str(path), num_threads=threads)
-            (key,) = self.interpreter.get_signature_list()
-            self.runner = self.interpreter.get_signature_runner(key)
-        else:
-            import tensorflow as tf
-
-            self.tf = tf
-            self.fn = tf.saved_model.load(str(path)).signatures["serve"]
-
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        if self.format == "onnx":
-            feed = {self.inputs[k]: v for k, v in inputs.items()}
-            got = self.session.run(None, feed)
-            return {n.split(":")[0]: np.asarray(v) for n, v in zip(self.outputs, got, strict=True)}
-        if self.format == "litert":
-            return {k: np.array(v) for k, v in self.runner(**inputs).items()}
-        out = self.fn(**{k: self.tf.constant(v) for k, v in inputs.items()})
-        return {k: np.asarray(v) for k, v in out.items()}
+    return write_encoder_decoder(loaders.load(name), fmt, folder, MAX_SOURCE_TOKENS)
 
 
 def greedy(
     encoder: Any, step: Any, src: np.ndarray, max_len: int
 ) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Greedy decoding driven by two exported graphs (as `zoo.translate.greedy`); returns the token ids per
+    """Greedy decoding driven by two exported graphs (as `zoo.translation.greedy`); returns the token ids per
     sentence and the log-probabilities of every step ([B, V] each)."""
-    from zoo.translate import BOS, EOS, _until_eos
+    from zoo.translation import BOS, EOS, _until_eos
 
     src = np.asarray(src, np.int32)
     encoded = encoder(source=src)

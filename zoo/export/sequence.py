@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from zoo import evaluation, loaders
+from zoo.export.runtimes import GraphRuntime
+
 SEQUENCE_FILES = {"savedmodel": "sequence_savedmodel", "litert": "sequence.tflite", "onnx": "sequence.onnx"}
 ONNX_OPSET = 17
 LITERT_ROUTE = (
@@ -30,9 +33,7 @@ LITERT_ROUTE = (
 
 def sequence_length(name: str) -> int:
     """T of the test split's sequences: the length an unrolled (LiteRT) graph is built for."""
-    import zoo
-
-    return int(np.asarray(zoo.test_data(name)[0]).shape[1])
+    return int(np.asarray(evaluation.test_data(name)[0]).shape[1])
 
 
 def unrolled(model: Any, length: int) -> Any:
@@ -65,9 +66,7 @@ def _set_unroll(config: Any) -> None:
 
 def export_sequence(name: str, fmt: str, folder: Path | str) -> Path:
     """Write shipped model ``name``'s whole-sequence graph in ``fmt`` into ``folder``; returns its path."""
-    import zoo
-
-    return write_sequence(zoo.load(name), fmt, Path(folder), sequence_length(name))
+    return write_sequence(loaders.load(name), fmt, Path(folder), sequence_length(name))
 
 
 def write_sequence(model: Any, fmt: str, folder: Path, length: int) -> Path:
@@ -102,31 +101,11 @@ class SequenceRuntime:
 
     def __init__(self, path: Path | str, fmt: str, threads: int = 1):
         self.format = fmt
-        if fmt == "onnx":
-            from zoo.export.runtimes import onnx_session
-
-            self.session = onnx_session(path, threads)
-            self.input = self.session.get_inputs()[0].name
-        elif fmt == "litert":
-            from zoo.export.tf_graph import _litert_interpreter
-
-            self.interpreter = _litert_interpreter(model_path=str(path), num_threads=threads)
-            (key,) = self.interpreter.get_signature_list()
-            self.runner = self.interpreter.get_signature_runner(key)
-            (self.input,) = self.runner.get_input_details()
-        else:
-            import tensorflow as tf
-
-            self.tf = tf
-            self.loaded = tf.saved_model.load(str(path))
+        self.graph = GraphRuntime(path, fmt, threads)
+        (self.input,) = self.graph.input_names
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.format == "onnx":
-            return np.asarray(self.session.run(None, {self.input: x})[0])
-        if self.format == "litert":
-            (out,) = self.runner(**{self.input: x}).values()
-            return np.array(out)
-        return np.asarray(self.loaded.serve(self.tf.constant(x)))
+        return next(iter(self.graph(**{self.input: x}).values()))
 
     def predict(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([self(x[i : i + batch]) for i in range(0, len(x), batch)])

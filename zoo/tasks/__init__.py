@@ -12,7 +12,7 @@ from zoo.tasks.forecast import ABP_ANOMALY, CO2_FORECAST, ECG_ANOMALY
 from zoo.tasks.music import CHORALES
 from zoo.tasks.patients import PBC_VISITS
 from zoo.tasks.speech import CONNECTED_DIGITS, JAPANESE_VOWELS, KEYWORD_SPOTTING, SPOKEN_WORDS
-from zoo.tasks.text import KJV_CHARS, TWEET_SENTIMENT
+from zoo.tasks.text import KJV_CHARS, TWEET_SENTIMENT, TWEET_SENTIMENT_WORDPIECE
 from zoo.tasks.translation import EN_FR
 
 TASKS: dict[str, Task] = {
@@ -28,6 +28,7 @@ TASKS: dict[str, Task] = {
     "chorales": CHORALES,
     "kjv-chars": KJV_CHARS,
     "tweet-sentiment": TWEET_SENTIMENT,
+    "tweet-sentiment-wordpiece": TWEET_SENTIMENT_WORDPIECE,
     "translate-en-fr": EN_FR,
     "pbc-visits": PBC_VISITS,
 }

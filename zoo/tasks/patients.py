@@ -8,8 +8,8 @@ its sample weight is 0, so it is left out of the loss and the metrics, like end 
 Scored on held-out patients as dynamic survival models are: at landmark times ``t`` (years since entry) every
 patient still alive gets the risk issued at their last visit at or before ``t``, and that risk is judged on
 what happened in ``(t, t + 5 y]``: the time-dependent concordance C^td(t, Δt) of Lee et al. (Dynamic-DeepHit),
-and the Brier score with inverse probability of censoring weights (Graf et al. 1999). The AUC is over visits
-whose 5-year status is known.
+and the Brier score with inverse probability of censoring weights (Graf et al. 1999), both in
+`zoo.tasks.survival`. The AUC is over visits whose 5-year status is known.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from zoo.backend import keras
 from zoo.data import patients
 from zoo.tasks.base import Prepared, Task, feature_stats, normalisation_card
+from zoo.tasks.survival import brier_ipcw, concordance_td, fit_cox, kaplan_meier, survival_at
 
 HORIZON_YEARS = 5.0
 LANDMARKS_YEARS = (0.0, 1.0, 3.0, 5.0)
@@ -34,7 +35,6 @@ RISK = "5-year death risk"
 # The Mayo Clinic PBC risk score's covariates (Dickson et al. 1989), as one of the Cox baselines' sets.
 MAYO_COVARIATES = ("age_years", "log_bili", "albumin", "log_protime", "edema")
 IPCW_TRAINING = True  # weigh the known labels by inverse probability of censoring (chosen on validation)
-COX_RIDGE = 0.01  # on standardised covariates: numerical stability only, far below what would shrink the fit
 PUBLISHED = {
     "reference": "Lee C, Yoon J, van der Schaar M. Dynamic-DeepHit: a deep learning approach for dynamic "
     "survival analysis with competing risks based on longitudinal data. IEEE Trans Biomed Eng 67(1):122-133, "
@@ -120,11 +120,11 @@ def ipcw_weights(visits: patients.Visits, train: np.ndarray) -> np.ndarray:
     them the labelled late visits over-represent deaths (survivors' follow-up ends first)."""
     years = visits.day / patients.DAYS_PER_YEAR
     t_event = visits.futime / patients.DAYS_PER_YEAR
-    at, surv = _kaplan_meier(t_event[train], visits.status[train] != 2)
+    at, surv = kaplan_meier(t_event[train], visits.status[train] != 2)
     died = (visits.status == 2)[:, None] & (t_event[:, None] - years <= HORIZON_YEARS)
     end = np.where(died, np.broadcast_to(t_event[:, None], years.shape), years + HORIZON_YEARS)
-    g_end = np.where(died, _surv_at(at, surv, end, before=True), _surv_at(at, surv, end))
-    return _surv_at(at, surv, years) / np.maximum(g_end, 0.05)
+    g_end = np.where(died, survival_at(at, surv, end, before=True), survival_at(at, surv, end))
+    return survival_at(at, surv, years) / np.maximum(g_end, 0.05)
 
 
 @dataclass(frozen=True)
@@ -320,16 +320,14 @@ def score(risk: np.ndarray, idx: np.ndarray) -> dict:
         "auc_5y_first_visit": float(roc_auc_score(c.label[idx][known[:, 0], 0], risk[known[:, 0], 0])),
         "known_visits": int(known.sum()),
     }
-    censor_t, censor_s = _kaplan_meier(t_event, ~dead)  # censoring distribution (transplant included)
+    censor_t, censor_s = kaplan_meier(t_event, ~dead)  # censoring distribution (transplant included)
     c_td, brier = {}, {}
     for t in LANDMARKS_YEARS:
         at_risk = t_event > t
         last = np.maximum((v.valid[idx] & (years <= t)).sum(1) - 1, 0)
         r = risk[np.arange(len(idx)), last][at_risk]
-        c_td[f"{t:g}"] = _c_td(r, t_event[at_risk], dead[at_risk], t, HORIZON_YEARS)
-        brier[f"{t:g}"] = _brier_ipcw(
-            r, t_event[at_risk], dead[at_risk], t, HORIZON_YEARS, censor_t, censor_s
-        )
+        c_td[f"{t:g}"] = concordance_td(r, t_event[at_risk], dead[at_risk], t, HORIZON_YEARS)
+        brier[f"{t:g}"] = brier_ipcw(r, t_event[at_risk], dead[at_risk], t, HORIZON_YEARS, censor_t, censor_s)
     out["c_td"] = {k: round(float(x), 4) for k, x in c_td.items()}
     out["c_td_mean"] = float(np.mean(list(c_td.values())))
     out["brier_ipcw"] = {k: round(float(x), 4) for k, x in brier.items()}
@@ -344,52 +342,11 @@ def score(risk: np.ndarray, idx: np.ndarray) -> dict:
     return out
 
 
-def _c_td(risk: np.ndarray, t_event: np.ndarray, dead: np.ndarray, t: float, horizon: float) -> float:
-    cases = np.flatnonzero(dead & (t_event <= t + horizon))
-    hits = pairs = 0.0
-    for i in cases:
-        later = t_event > t_event[i]
-        pairs += later.sum()
-        hits += (risk[i] > risk[later]).sum() + 0.5 * (risk[i] == risk[later]).sum()
-    return hits / pairs if pairs else float("nan")
-
-
-def _kaplan_meier(times: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct event times and the survival just after each."""
-    at = np.unique(times[events])
-    surv = np.cumprod([1 - (events & (times == s)).sum() / (times >= s).sum() for s in at])
-    return at, surv
-
-
-def _surv_at(at: np.ndarray, surv: np.ndarray, t: np.ndarray | float, before: bool = False) -> np.ndarray:
-    """S(t) (or S(t-) with ``before``) of a Kaplan-Meier step function."""
-    k = np.searchsorted(at, t, side="left" if before else "right")
-    return np.concatenate([[1.0], surv])[k]
-
-
-def _brier_ipcw(
-    risk: np.ndarray,
-    t_event: np.ndarray,
-    dead: np.ndarray,
-    t: float,
-    horizon: float,
-    censor_t: np.ndarray,
-    censor_s: np.ndarray,
-) -> float:
-    g_t = _surv_at(censor_t, censor_s, t)
-    case = dead & (t_event <= t + horizon)
-    control = t_event > t + horizon
-    w = np.zeros(len(risk))
-    w[case] = g_t / _surv_at(censor_t, censor_s, t_event[case], before=True)
-    w[control] = g_t / _surv_at(censor_t, censor_s, t + horizon)
-    return float((w * (case - risk) ** 2).sum() / len(risk))
-
-
 def _marginal_risks(c: Cohort) -> np.ndarray:
     v = c.visits
-    at, surv = _kaplan_meier(v.futime[c.train] / patients.DAYS_PER_YEAR, v.status[c.train] == 2)
+    at, surv = kaplan_meier(v.futime[c.train] / patients.DAYS_PER_YEAR, v.status[c.train] == 2)
     years = v.day[c.test] / patients.DAYS_PER_YEAR
-    return 1 - _surv_at(at, surv, years + HORIZON_YEARS) / _surv_at(at, surv, years)
+    return 1 - survival_at(at, surv, years + HORIZON_YEARS) / survival_at(at, surv, years)
 
 
 # -- Cox proportional hazards baselines ----------------------------------------------------------------------
@@ -481,38 +438,6 @@ class CoxBaseline:
             return 1 - np.exp(-(self._h0(years + HORIZON_YEARS) - self._h0(years)) * np.exp(lin))
         lin = ((x - self.mean) / self.std) @ self.beta
         return 1 - np.exp(-self._h0(HORIZON_YEARS) * np.exp(lin))
-
-
-def fit_cox(z: np.ndarray, time: np.ndarray, event: np.ndarray, ridge: float = COX_RIDGE) -> np.ndarray:
-    """Coefficients of a Cox proportional hazards model: Newton-Raphson on the Breslow partial likelihood of
-    standardised covariates ``z [n, p]``, with a small ridge penalty ``ridge / 2 * |beta|^2`` that keeps the
-    step finite where a covariate nearly separates (as lifelines' ``penalizer`` does)."""
-    at = np.unique(time[event])
-    in_risk = (time[None, :] >= at[:, None]).astype("float64")  # [K, n] risk sets
-    deaths = np.array([(event & (time == s)).sum() for s in at], "float64")
-
-    def loglik(b: np.ndarray) -> float:
-        eta = z @ b
-        return float(eta[event].sum() - deaths @ np.log(in_risk @ np.exp(eta)) - ridge / 2 * b @ b)
-
-    outer = (z[:, :, None] * z[:, None, :]).reshape(len(z), -1)  # z z^T per row, flattened
-    info_shape = (z.shape[1], z.shape[1])
-    beta = np.zeros(z.shape[1])
-    for _ in range(100):
-        w = np.exp(z @ beta)
-        s0 = in_risk @ w
-        mean = (in_risk * w) @ z / s0[:, None]  # [K, p] risk-set weighted covariate means
-        grad = z[event].sum(0) - deaths @ mean - ridge * beta
-        second = ((in_risk * w) @ outer).reshape(-1, *info_shape) / s0[:, None, None]
-        info = np.einsum("k,kij->ij", deaths, second - mean[:, :, None] * mean[:, None, :])
-        step = np.linalg.solve(info + ridge * np.eye(len(beta)), grad)
-        now = loglik(beta)
-        while not loglik(beta + step) >= now and np.abs(step).max() > 1e-12:  # halve an overshooting step
-            step = step / 2
-        beta = beta + step
-        if np.abs(step).max() < 1e-8:
-            break
-    return beta
 
 
 PBC_VISITS = PatientRiskTask(dataset=patients.PBCSEQ)

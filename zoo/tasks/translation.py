@@ -15,7 +15,7 @@ from zoo.backend import keras
 from zoo.builder import build_seq2seq
 from zoo.data import translation as data
 from zoo.tasks.base import Prepared, Task
-from zoo.translate import (
+from zoo.translation import (
     BOS,
     EOS,
     MAX_SOURCE_TOKENS,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from zoo import loaders
 from zoo.data import music
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ def compose(
         prime_bars: bars of the prime to use.
         max_notes: at most this many keys per generated frame (None: no cap).
     """
-    import zoo
     from zoo.registry import Capability, require
     from zoo.step import StepModel
 
@@ -86,12 +86,12 @@ def compose(
         raise ValueError(f"max_notes must be at least 1 (got {max_notes!r})")
     if prime_bars < 1:
         raise ValueError(f"prime_bars must be at least 1 (got {prime_bars!r})")
-    card = zoo.card(name)
+    card = loaders.card(name)
     per_bar = card.preprocessing.details["steps_per_bar"]
     primer = (
         _prime_roll(card, prime, prime_bars * per_bar) if prime else np.zeros((0, music.N_KEYS), np.uint8)
     )
-    roll, _ = generate(StepModel.from_keras(zoo.load(name)), primer, steps, temperature, seed, max_notes)
+    roll, _ = generate(StepModel.from_keras(loaders.load(name)), primer, steps, temperature, seed, max_notes)
     return roll
 
 

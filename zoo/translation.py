@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from zoo import loaders
 from zoo.text import fit_vocabulary, pad_ids
 
 if TYPE_CHECKING:
@@ -232,20 +233,19 @@ def _until_eos(ids: np.ndarray) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Public entry points (``zoo.translate`` is this function; see zoo/__init__.py)
+# Public entry points (`zoo.translate`)
 
 
 def load_translator(name: str) -> Translator:
     """A shipped translation model with the vocabularies it was trained with (both sha256-checked)."""
     import json
 
-    import zoo
     from zoo import cards
     from zoo.registry import Capability, require
 
     require(name, Capability.TRANSLATE)
-    info = zoo.card(name)
-    model = zoo.load(name)
+    info = loaders.card(name)
+    model = loaders.load(name)
     folder = cards.model_dir(name)
     path = cards.verify_assets(folder, info)[info.preprocessing.details["vocabulary_file"]]
     return Translator.from_dict(model, json.loads(path.read_text(encoding="utf-8")))

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import zoo
-from zoo import cards
+from zoo import cards, require
 from zoo.cards import IntegrityError
-from zoo.registry import Capability, require
+from zoo.registry import Capability
 
 
 class UserError(Exception):
@@ -57,6 +57,8 @@ def _headline(card: cards.Card) -> str:
         return f"MASE {m['mase']:.2f}, UCR hit {'yes' if m['anomaly']['ucr_hit'] else 'no'}"
     if "nll_per_frame" in m:
         return f"NLL/frame {m['nll_per_frame']:.2f}"
+    if "c_td_mean" in m:
+        return f"C^td {m['c_td_mean']:.3f}, AUC {m['auc_5y_known_visits']:.3f}"
     return f"MASE {m['mase']:.3f}" if "mase" in m else "-"
 
 
@@ -93,9 +95,81 @@ def cmd_train(args: argparse.Namespace) -> int:
         in ("cell", "units", "layers", "bidirectional", "epochs", "seed", "batch_size", "dropout", "members")
         and v is not None
     }
-    card = zoo.train(args.name, out=args.out, **overrides)
+    devices = None
+    hosts = (args.coordinator, args.num_processes, args.process_id)
+    if args.devices is not None or any(h is not None for h in hosts):
+        from zoo import distributed
+
+        if args.devices is None:
+            raise UserError("--coordinator / --num-processes / --process-id need --devices all")
+        devices = distributed.parse_devices(args.devices)
+        distributed.join_hosts(*hosts)  # before anything touches a device
+    card = zoo.train(args.name, out=args.out, devices=devices, **overrides)
     out = Path(args.out) if args.out else cards.SAVED_MODELS
+    if devices is not None:
+        out = distributed.process_folder(out)  # process K > 0 of several: OUT/process-K
     print(f"wrote {out / card.name}: {_headline(card)} (wall time {card.recipe.wall_time_s} s)")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from zoo.fit import fit
+
+    def columns(value: str | None) -> list[str] | None:
+        return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+    target = columns(args.target) or []
+    devices = None
+    if args.devices is not None:
+        from zoo import distributed
+
+        devices = distributed.parse_devices(args.devices)  # ValueError: one line
+    result = fit(
+        args.data,
+        target[0] if len(target) == 1 else target,
+        id=args.id,
+        time_col=args.time,
+        features=columns(args.features),
+        task=args.task,
+        horizon=args.horizon,
+        window=args.window,
+        season=args.season,
+        fill=args.fill,
+        balance=args.balance,
+        cell=args.cell,
+        units=args.units,
+        layers=args.layers,
+        dropout=args.dropout,
+        bidirectional=args.bidirectional,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=args.seed,
+        search=args.search,
+        from_model=args.from_model,
+        out=args.out,
+        force=args.force,
+        chunked=True if args.chunked else None,
+        steps_per_epoch=args.steps_per_epoch,
+        devices=devices,
+    )
+    card = result.card
+    mode = (
+        "step by step"
+        if card.streaming.mode == "step"
+        else f"in window mode ({card.streaming.window} readings)"
+    )
+    print(
+        f"wrote {result.folder}: {_headline(card)}; streams {mode}"
+        + (
+            f", parity with Keras {card.streaming.max_abs_diff_vs_keras:.1e}"
+            if card.streaming.max_abs_diff_vs_keras is not None
+            else ""
+        )
+        + f" (wall time {card.recipe.wall_time_s} s)\n"
+        f"next: rnnzoo evaluate {result.folder}   |   rnnzoo serve --model {result.folder} …"
+    )
     return 0
 
 
@@ -261,7 +335,7 @@ def _writable(path: str, option: str) -> Path:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    from zoo.compose import count_notes, plot_roll, write_midi
+    from zoo.music import count_notes, plot_roll, write_midi
 
     require(args.name, Capability.COMPOSE)
     if args.bars < 1:
@@ -454,6 +528,72 @@ def _report_encoder_decoder(card: cards.Card, fmt: str, folder: Path) -> int:
     return 0
 
 
+FIT_EPILOG = """examples:
+  rnnzoo fit readings.csv --target activity --id device --time t --out runs/activity
+  rnnzoo fit plant.parquet --target temp --time ts --task forecast --horizon 4 --out runs/temp
+  rnnzoo fit small.csv --target label --id unit --from activity-gru-causal --out runs/tuned
+
+The table has one row per reading. Without --task the target decides: labels constant within every sequence
+-> classify, labels that change -> tag, numbers constant per sequence -> regress, otherwise forecast (one line
+says which and why). Splits are by sequence (by time for one long recording); the card holds the test figures
+beside the baselines measured on the same split, and the command says plainly when a baseline wins. The folder
+then works everywhere a model name does: rnnzoo evaluate / predict / export / serve --model / worker --model."""
+
+
+def _fit_parser(sub: argparse._SubParsersAction) -> None:
+    from zoo.fit import KINDS
+
+    p = sub.add_parser(
+        "fit",
+        help="fit a recurrent model on your own table of readings (CSV / Parquet) and write a model folder",
+        description="Fit a causal recurrent model on your own readings with the zoo's training loop (clipping, "
+        "early stopping with the best weights, seeds, Ctrl-C keeps the best so far), baselines on the same "
+        "split and step parity, written as a model folder (model.keras + card.json + plots).",
+        epilog=FIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data", help="CSV or Parquet file, one row per reading")
+    p.add_argument("--target", required=True, help="column to predict (forecast: several, comma-separated)")
+    p.add_argument(
+        "--id", help="column naming each sequence (device, recording, patient); default: one recording"
+    )
+    p.add_argument("--time", help="column ordering rows within a sequence; gives the sampling rate")
+    p.add_argument("--features", help="comma-separated input columns (default: every other numeric column)")
+    p.add_argument("--task", choices=KINDS, help="default: chosen from the target column (and said why)")
+    p.add_argument("--horizon", type=int, default=1, help="forecast: readings ahead (default 1)")
+    p.add_argument(
+        "--window", type=int, help="training window of tag / forecast / per-reading regress (default 256)"
+    )
+    p.add_argument("--season", type=int, help="forecast: the seasonal-naive baseline's period in readings")
+    p.add_argument("--fill", choices=["ffill", "zero"], help="fill NaN / inf in features instead of refusing")
+    p.add_argument("--balance", choices=["auto", "on", "off"], default="auto",
+                   help="balanced class weights (auto: when class counts differ by more than 1.5x)")  # fmt: skip
+    p.add_argument("--cell", choices=["simple", "lstm", "gru"], default="gru")
+    p.add_argument("--units", type=int, default=64)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--bidirectional", action="store_true", help="classify only; served in window mode")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--patience", type=int, default=12, help="early-stopping patience in epochs (default 12)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--search", action="store_true",
+                   help="train every cell x units 32/64 x layers 1/2 alike; keep the best on validation")  # fmt: skip
+    p.add_argument("--from", dest="from_model", metavar="MODEL",
+                   help="fine-tune a zoo model (name or fitted folder): its recurrent layers, a new head")  # fmt: skip
+    p.add_argument("--out", required=True, help="model folder to write (refused if it exists)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--chunked", action="store_true",
+                   help="read the file block by block, never whole (automatic above 256 MB)")  # fmt: skip
+    p.add_argument("--steps-per-epoch", type=int,
+                   help="with --chunked: batches per epoch (default: one pass over the training rows)")  # fmt: skip
+    p.add_argument("--devices", metavar="N|all",
+                   help="data-parallel training over N (or all) JAX devices, the global batch split across them "
+                   "(KERAS_BACKEND=jax; docs/training-devices.md)")  # fmt: skip
+    p.set_defaults(func=cmd_fit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnzoo",
@@ -531,7 +671,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="train this many models from seeds SEED, SEED+1, ... and ship them as one ensemble (1: one model)",
     )
     p.add_argument("--out", help="output folder (default: saved_models/, replacing the shipped model)")
+    p.add_argument(
+        "--devices",
+        metavar="N|all",
+        help="data-parallel training over N (or all) JAX devices, the global batch split across them "
+        "(KERAS_BACKEND=jax; docs/training-devices.md)",
+    )
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="several processes: process 0's address")
+    p.add_argument("--num-processes", type=int, help="several processes: how many take part")
+    p.add_argument("--process-id", type=int, help="several processes: this one's id, 0 .. N-1")
     p.set_defaults(func=cmd_train)
+
+    _fit_parser(sub)
 
     p = sub.add_parser(
         "evaluate", help="re-measure a shipped model on its test split and compare with its card"
@@ -605,12 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=1, help="beam width (default 1: greedy)")
     p.set_defaults(func=cmd_translate)
 
-    try:
-        from streaming.cli import register
-    except ImportError:  # the streaming half is optional for the zoo commands
-        register = None
-    if register is not None:
-        register(sub)
+    from streaming.cli import register  # serve, simulate, demo, worker
+
+    register(sub)
     return parser
 
 
@@ -620,6 +768,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UserError, zoo.UnknownModelError, IntegrityError, FileNotFoundError, ValueError) as e:
         print(f"rnnzoo: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # a serving install (rnn-zoo[serve]) has no Keras or data packages
+        print(
+            f"rnnzoo: error: this needs {e.name}, which this install lacks: pip install 'rnn-zoo[full]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,7 @@
+"""``python -m rnnzoo``: the same as the ``rnnzoo`` command."""
+
+import sys
+
+from rnnzoo.cli import main
+
+sys.exit(main())
