@@ -1,4 +1,4 @@
-"""`rnnzoo serve | simulate | demo`: the streaming sub-commands. `zoo.cli` calls `register(subparsers)`.
+"""`rnnzoo serve | simulate | demo`: the streaming sub-commands. `rnnzoo.cli` calls `register(subparsers)`.
 
 Also runnable alone: `python -m streaming serve ...`. Every expected failure (bad argument, unknown model,
 corrupt file, unreachable broker, refused credentials) prints one line `rnnzoo <command>: error: ...` and
@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 from typing import Any
+
+from streaming.ports import port_number
 
 DEMO_MODEL = "activity-gru-causal"
 
@@ -91,15 +93,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = _settings_from_args(args)
         if settings.service.log_format != (args.log_format or "text"):
             configure(args.log_level, settings.service.log_format)  # the config file asked for JSON lines
+        from streaming.live import ServiceFleet, start_ui
         from streaming.service import Service, run_until_signal
 
+        if args.ui is not None and settings.service.metrics_port is None:
+            settings.service.metrics_port = 0  # the page's latency figures are the metrics' histograms
         service = Service(settings)
         for route in service.routes:
             extra = f" ({route.model.note})" if route.model.note else ""
             logging.info(
                 "%s → %s in %s mode%s", route.binding.topic, route.model.name, route.model.mode, extra
             )
-        run_until_signal(service)
+        models = {r.model.name: r.model.class_names for r in service.routes}
+        live = start_ui(args, lambda: ServiceFleet(service), models)
+        if live is not None:
+            service.observer = live[0]
+            logging.info("live page on %s", live[1].url)
+        try:
+            run_until_signal(service)
+        finally:
+            if live is not None:
+                live[1].stop()
     except _user_errors() as err:
         return _fail("serve", str(err))
     return 0
@@ -112,7 +126,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from streaming.models import serve_model
         from streaming.simulate import Simulator, load_dataset
 
-        served = serve_model(args.model, mode=args.mode, window=args.window)
+        # Keras in this process only for --check's reference; otherwise the engine as `serve` builds it.
+        served = serve_model(args.model, mode=args.mode, window=args.window, isolate=not args.check)
         data = load_dataset(args.model, args.data, served.engine.n_features, class_names=served.class_names)
         expected = None
         if args.check:
@@ -173,7 +188,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         return run_demo(
-            args.model, args.devices, args.rate, args.duration, args.broker, args.data, args.every
+            args.model,
+            args.devices,
+            args.rate,
+            args.duration,
+            args.broker,
+            args.data,
+            None if args.no_ui else args.ui,
+            args.ui_host,
         )
     except KeyboardInterrupt:
         return 130
@@ -191,31 +213,21 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {text}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `serve`, `simulate` and `demo` to the rnnzoo command line."""
+    from streaming.flags import add_serving_arguments
+
     serve = subparsers.add_parser(
         "serve",
         help="serve models on MQTT topics, one step per reading",
         description="Subscribe to sensor topics and publish a prediction per reading.",
     )
     serve.add_argument("--config", help="TOML config file (see docs/streaming.md)")
-    serve.add_argument("--model", help="zoo model name or path to a .keras file")
+    serve.add_argument(
+        "--model", help="zoo model name, a .keras file, or a model folder (model.keras + card.json)"
+    )
     serve.add_argument("--topic", help="topic filter whose '+' level is the device id, e.g. sensors/+/imu")
     serve.add_argument("--broker", help="mqtt://HOST:PORT (mqtts:// for TLS); default mqtt://127.0.0.1:1883")
-    serve.add_argument(
-        "--mode", choices=["auto", "step", "window"], default="auto", help="auto: step if the model is causal"
-    )
-    serve.add_argument("--window", type=_positive(int), help="window length for window mode")
     serve.add_argument("--qos", type=int, choices=[0, 1], help="MQTT QoS for subscriptions and predictions")
     serve.add_argument(
         "--connect-timeout", type=_positive(float), help="give up if the broker is unreachable this long"
@@ -233,30 +245,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--snapshot", help="state snapshot file: restored on start, written periodically and on exit"
     )
     serve.add_argument("--snapshot-interval", type=_positive(float), help="seconds between snapshots")
-    serve.add_argument("--ttl", type=_positive(float), help="evict devices idle this many seconds")
-    serve.add_argument(
-        "--max-devices",
-        type=_positive(int),
-        help="device states held; when full the least recently seen goes",
-    )
-    serve.add_argument(
-        "--max-device-id-bytes", type=_positive(int), help="longer device ids are refused (default 128)"
-    )
-    serve.add_argument(
-        "--max-new-devices-per-s", type=_positive(float), help="admission cap on new devices (default 1000)"
-    )
+    # --max-devices, --ttl, …, --runtime, --mode, --window, --metrics-port/host: shared with `rnnzoo worker`
+    add_serving_arguments(serve, with_defaults=False)
     serve.add_argument(
         "--output",
         choices=["reading", "batch", "both"],
         help="one message per reading, one per micro-batch, or both",
     )
     serve.add_argument("--status-topic", help="retained online/offline topic (last will)")
-    serve.add_argument(
-        "--metrics-port",
-        type=_port,
-        help="serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port)",
-    )
-    serve.add_argument("--metrics-host", help="address for --metrics-port (default 127.0.0.1)")
     serve.add_argument(
         "--homeassistant",
         nargs="?",
@@ -270,16 +266,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="remove a device's Home Assistant sensors when its state is evicted or reset",
     )
-    serve.add_argument(
-        "--runtime",
-        choices=["numpy", "onnx", "litert"],
-        help="what steps a step-mode model: the numpy engine (default), or its exported step graph — ONNX in "
-        "onnxruntime, LiteRT in ai-edge-litert (what `rnnzoo export` writes; needs rnn-zoo[export])",
-    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--log-format", choices=["text", "json"], help="text lines (default) or one JSON object per line"
     )
+    from streaming.live import add_ui_arguments
+
+    add_ui_arguments(serve)  # --ui, --ui-host, --ui-token-env: the live page (also on `rnnzoo worker`)
     serve.set_defaults(func=cmd_serve)
 
     sim = subparsers.add_parser(
@@ -310,17 +303,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Needs no broker: starts one (amqtt) on a free port.",
     )
     demo.add_argument("--model", default=DEMO_MODEL, help=f"causal zoo model to serve (default {DEMO_MODEL})")
-    demo.add_argument("--devices", type=_positive(int), default=4, help="simulated sensors (default 4)")
+    demo.add_argument("--devices", type=_positive(int), default=8, help="simulated sensors (default 8)")
     demo.add_argument("--rate", type=_positive(float), default=10.0, help="readings per second per device")
     demo.add_argument(
-        "--duration", type=_positive(float), default=15.0, help="seconds to stream (default 15)"
+        "--duration", type=_positive(float), default=60.0, help="seconds to stream (default 60)"
     )
     demo.add_argument("--broker", help="use this broker instead of the embedded one")
     demo.add_argument("--data", help=".npz with X (and y) to replay")
-    demo.add_argument("--every", type=_positive(int), default=10, help="print every Nth prediction")
+    demo.add_argument(
+        "--ui",
+        type=port_number,
+        default=0,
+        metavar="PORT",
+        help="port of the live page (default 0: any free one)",
+    )
+    demo.add_argument("--ui-host", default="127.0.0.1", help="address of the live page (default 127.0.0.1)")
+    demo.add_argument("--no-ui", action="store_true", help="no live page, only the terminal table")
     demo.set_defaults(func=cmd_demo)
 
-    from streaming.worker import register as register_worker  # `rnnzoo worker`: the JetStream mode
+    from streaming.worker_cli import register as register_worker  # `rnnzoo worker`: the JetStream mode
 
     register_worker(subparsers)
 

@@ -4,9 +4,11 @@ Devices publish readings to `sensors.<device>.imu` (or, through the NATS server'
 topic `sensors/<device>/imu`, which arrives as that subject). A subject mapping in the server's configuration
 sends each device to one of P partitions by a hash of its device token:
 
-    sensors.<device>.imu  →  part.<p>.sensors.<device>.imu        p = partition(P, 1)
+    sensors.<device>.imu    →  part.<p>.sensors.<device>.imu        p = partition(P, 1)
+    sensors.<device>.reset  →  part.<p>.sensors.<device>.reset      the same p: the hash is of the device
 
-so one device always lands in one partition. Each partition has a JetStream stream of its own
+so one device always lands in one partition, and its resets land in the same stream as its readings, in the
+order they were published (a reset drops the device's state between the readings before and after it). Each partition has a JetStream stream of its own
 (`RNNZOO_READINGS_P<p>`, subject `part.<p>.sensors.*.imu`), read by one durable pull consumer that only the
 partition's current owner uses. A stream per partition rather than one stream with a filtered consumer per
 partition: NATS 2.9 scans a shared stream for each filtered pull (a server "readloop processing time" of
@@ -21,20 +23,20 @@ Example:
     >>> layout.partitioned("sensors.dev1.imu", 3)
     'part.3.sensors.dev1.imu'
     >>> print(mapping_config(layout))
-    mappings = { "sensors.*.imu": "part.{{partition(8,1)}}.sensors.{{wildcard(1)}}.imu" }
+    mappings = { "sensors.*.imu": "part.{{partition(8,1)}}.sensors.{{wildcard(1)}}.imu", "sensors.*.reset": "part.{{partition(8,1)}}.sensors.{{wildcard(1)}}.reset" }
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from streaming.ports import free_port, wait_port
+from streaming.ports import free_port, free_ports, wait_port
 
 PART_PREFIX = "part"
 # The stream's description records P: workers started with another P would hash devices elsewhere.
@@ -71,7 +73,7 @@ class Layout:
             if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
                 raise LayoutError(f"{what} must be 1-64 letters, digits, '_' or '-', got {name!r}")
 
-    @property
+    @functools.cached_property
     def device_token(self) -> int:
         """Index of the device token in a partitioned subject (`part.<p>.` comes first)."""
         return 2 + self.subject.split(".").index("*")
@@ -81,6 +83,24 @@ class Layout:
 
     def partition_filter(self, p: int) -> str:
         return f"{PART_PREFIX}.{p}.{self.subject}"
+
+    @functools.cached_property
+    def reset_subject(self) -> str | None:
+        """The devices' reset subject: the readings' with its last token replaced by `reset` (None when the
+        last token is the device's own, or already `reset`)."""
+        tokens = self.subject.split(".")
+        if tokens[-1] in ("*", "reset"):
+            return None
+        return ".".join(tokens[:-1] + ["reset"])
+
+    def partition_filters(self, p: int) -> list[str]:
+        """The subjects partition p's stream holds: its readings, and its devices' resets."""
+        reset = self.reset_subject
+        return [self.partition_filter(p)] + ([f"{PART_PREFIX}.{p}.{reset}"] if reset else [])
+
+    def is_reset(self, subject: str) -> bool:
+        """Whether a partitioned subject is a reset (the only other subject a partition's stream holds)."""
+        return self.reset_subject is not None and subject.endswith(".reset")
 
     def partitioned(self, subject: str, p: int) -> str:
         return f"{PART_PREFIX}.{p}.{subject}"
@@ -93,23 +113,37 @@ class Layout:
         return f"{self.group}-leases"
 
     @property
-    def checkpoint_bucket(self) -> str:
-        return f"{self.group}-checkpoints"
+    def changelog_stream(self) -> str:
+        """The stream of the partitions' checkpoint changelogs (`streaming.checkpoint`)."""
+        return f"{self.group}_CHANGELOG"
+
+    @property
+    def changelog_subjects(self) -> str:
+        return f"rnnzoo-changelog.{self.group}.*"
+
+    def changelog_subject(self, p: int) -> str:
+        return f"rnnzoo-changelog.{self.group}.{p}"
 
     def device_of(self, subject: str) -> str:
         """The device id of a partitioned subject; '' when the subject has another shape."""
         tokens = subject.split(".")
-        return tokens[self.device_token] if len(tokens) == len(self.subject.split(".")) + 2 else ""
+        return tokens[self.device_token] if len(tokens) == self._partitioned_tokens else ""
+
+    @functools.cached_property
+    def _partitioned_tokens(self) -> int:
+        return len(self.subject.split(".")) + 2
 
 
 def mapping_config(layout: Layout) -> str:
     """The nats-server `mappings` block that partitions the devices' subjects."""
     wildcard = 1  # the pattern's one '*': mapping functions number wildcards, not tokens
-    target = layout.subject.replace("*", f"{{{{wildcard({wildcard})}}}}")
-    return (
-        f'mappings = {{ "{layout.subject}": '
-        f'"{PART_PREFIX}.{{{{partition({layout.partitions},{wildcard})}}}}.{target}" }}'
-    )
+    entries = []
+    for subject in filter(None, (layout.subject, layout.reset_subject)):
+        target = subject.replace("*", f"{{{{wildcard({wildcard})}}}}")
+        entries.append(
+            f'"{subject}": "{PART_PREFIX}.{{{{partition({layout.partitions},{wildcard})}}}}.{target}"'
+        )
+    return "mappings = { " + ", ".join(entries) + " }"
 
 
 def token_safe(name: str) -> str:
@@ -125,12 +159,11 @@ async def ensure_stream(js: Any, layout: Layout, max_age_s: float | None = None)
     description = DESCRIPTION.format(partitions=layout.partitions)
     for p in range(layout.partitions):
         name = layout.stream_name(p)
+        filters = layout.partition_filters(p)
         try:
             info = await js.stream_info(name)
         except NotFoundError:
-            config = StreamConfig(
-                name=name, subjects=[layout.partition_filter(p)], description=description, max_age=max_age_s
-            )
+            config = StreamConfig(name=name, subjects=filters, description=description, max_age=max_age_s)
             await js.add_stream(config)
             continue
         if info.config.description != description:
@@ -138,6 +171,9 @@ async def ensure_stream(js: Any, layout: Layout, max_age_s: float | None = None)
                 f"stream {name} was made with {info.config.description!r}; this worker has "
                 f"partitions={layout.partitions} (a device would hash to another partition)"
             )
+        if sorted(info.config.subjects or []) != sorted(filters):  # a stream from before resets existed
+            info.config.subjects = filters
+            await js.update_stream(info.config)
 
 
 class LocalNatsServer:
@@ -150,8 +186,7 @@ class LocalNatsServer:
     def __init__(self, store_dir: str, layout: Layout, mqtt: bool = True, binary: str | None = None):
         self.store_dir = store_dir
         self.layout = layout
-        self.port = free_port()
-        self.mqtt_port = free_port() if mqtt else None
+        self.port, self.mqtt_port = free_ports(2) if mqtt else (free_port(), None)
         self.binary = binary or find_nats_server()
         self.proc: subprocess.Popen | None = None
         self.config_path = os.path.join(store_dir, "nats.conf")
@@ -206,10 +241,3 @@ def find_nats_server() -> str:
         if candidate and os.path.exists(candidate):
             return candidate
     raise FileNotFoundError("nats-server not found (Debian: apt-get install nats-server)")
-
-
-def temporary_server(layout: Layout, mqtt: bool = True) -> LocalNatsServer:
-    """A LocalNatsServer in a fresh temporary folder, started."""
-    server = LocalNatsServer(tempfile.mkdtemp(prefix="rnnzoo-nats-"), layout, mqtt)
-    server.start()
-    return server

@@ -1,8 +1,8 @@
 """Prometheus metrics for `rnnzoo serve`: the service's own counters read at scrape time, plus histograms.
 
 Nothing is counted twice. `ServiceCollector.collect()` runs in the HTTP thread when Prometheus scrapes and
-reads what the service already counts for its retained status (`Service._counters()`, errors by model and
-reason, each route's readings and predictions, the state tables). Only the four histograms are fed from the
+reads what the service already counts, through its public stats object (`Service.stats()`, a
+`streaming.core.Stats`: counters, errors by model and reason, each model's readings, predictions and devices). Only the four histograms are fed from the
 service's loop, and there per micro-batch or per wave, never per reading: `Histogram.observe_many` bins a
 whole wave's latencies with one numpy call.
 
@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -135,18 +134,9 @@ class ServiceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         svc = self.service
-        counters = svc._counters()
-        errors = dict(svc.errors)  # a C-level copy: the loop may add a reason while we read
-        per_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for route in svc.routes:
-            m = per_model[route.model.name]
-            m["readings"] += route.readings
-            m["predictions"] += route.predictions
-            m["resets"] += route.resets
-            m["devices"] += len(route.table)
-            table = dict(route.table.counters)
-            m["evicted_idle"] += table.get("evicted_idle", 0)
-            m["evicted_lru"] += table.get("evicted_lru", 0)
+        stats = svc.stats()
+        counters, errors = stats.counters, stats.errors
+        per_model = {name: vars(m) for name, m in stats.models.items()}
 
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
             return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
@@ -157,7 +147,7 @@ class ServiceCollector(Collector):
         received = counter(
             "messages_received", "MQTT messages received on the subscribed topics (any payload)."
         )
-        received.add_metric([], svc._received)
+        received.add_metric([], stats.received)
         yield received
 
         for key, doc in (
@@ -193,7 +183,7 @@ class ServiceCollector(Collector):
         family = gauge(
             "model_info", "The models served and their mode (step or window); always 1.", ["model", "mode"]
         )
-        for model, mode in sorted({(r.model.name, r.model.mode) for r in svc.routes}):
+        for model, mode in sorted((name, m["mode"]) for name, m in per_model.items()):
             family.add_metric([model, mode], 1)
         yield family
 
@@ -207,14 +197,14 @@ class ServiceCollector(Collector):
             yield family
 
         family = gauge("broker_connected", "1 while connected to the broker, else 0.")
-        family.add_metric([], 1.0 if svc.connected else 0.0)
+        family.add_metric([], 1.0 if stats.connected else 0.0)
         yield family
 
         family = gauge("outgoing_messages", "Messages the MQTT client still holds for the broker.")
-        family.add_metric([], svc._outgoing())
+        family.add_metric([], stats.outgoing)
         yield family
 
-        age = svc.snapshot_age()
+        age = stats.snapshot_age_s
         if age is not None:
             family = gauge(
                 "snapshot_age_seconds",

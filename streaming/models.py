@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from streaming.window import WindowModel
-from zoo.cards import Card, CardError, parse_card, sha256
+from zoo.cards import Card, CardError, IntegrityError, parse_card, sha256
 from zoo.step import STEP_FORMAT, NotStepable, StepModel
 
 CLASSIFIER_HEADS = ("sequence_classification", "step_classification")
@@ -49,19 +49,15 @@ class ServedModel:
         return self.engine.mode
 
 
-def _zoo() -> Any | None:
-    try:
-        import zoo
-    except ImportError:
-        return None
-    return zoo if hasattr(zoo, "load") else None
-
-
 def load_keras(spec: str) -> tuple[Any, Card | None, str]:
-    """(keras model, card or None, display name) for a zoo name or a path to a .keras file."""
+    """(keras model, card or None, display name) for a zoo name, a path to a .keras file, or a model folder
+    (``model.keras`` + ``card.json``, what `rnnzoo fit` writes: the card must name the file by its sha256)."""
+    if os.path.isdir(spec):
+        return _load_folder(spec)
     if _is_path(spec):
         if not os.path.exists(spec):
             raise ModelError(f"model file {spec!r} not found")
+        _require_keras(f"reading {spec!r}")
         from zoo.backend import keras
 
         try:
@@ -76,17 +72,49 @@ def load_keras(spec: str) -> tuple[Any, Card | None, str]:
             # its own hash, so an altered copy can never pass for the zoo model it was made from.
             name = card.name if card else f"model-{digest[:12]}"
         return model, card, name
-    zoo = _zoo()
-    if zoo is None:
-        raise ModelError(f"model {spec!r}: not a .keras file, and the zoo package is not available")
+    import zoo  # light: Keras loads only with a model
+
     known = list(zoo.list_models())
     if spec not in known:
         raise ModelError(f"unknown model {spec!r}; available: {', '.join(known) or 'none'}")
     _check_streamable(zoo, spec)
+    _require_keras(f"loading model {spec!r}")
     try:
         return zoo.load(spec), zoo.card(spec), spec
     except Exception as err:  # a corrupt file or a hash mismatch: one line, not a traceback
         raise ModelError(f"cannot load zoo model {spec!r}: {str(err).splitlines()[0][:160]}") from None
+
+
+def _load_folder(folder: str) -> tuple[Any, Card, str]:
+    """A model folder: its card must be valid and vouch for its model file (sha256), or nothing is served —
+    a folder is named for what its card says, so a card that does not match is an error, not a fallback."""
+    from zoo.cards import CARD_FILE, MODEL_FILE
+
+    keras_file, card_file = os.path.join(folder, MODEL_FILE), os.path.join(folder, CARD_FILE)
+    missing = [f for f in (MODEL_FILE, CARD_FILE) if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise ModelError(
+            f"model folder {folder!r} has no {' or '.join(missing)} (want model.keras + card.json)"
+        )
+    try:
+        with open(card_file) as f:
+            card = parse_card(f.read(), card_file)
+    except (OSError, UnicodeDecodeError, CardError) as err:
+        raise ModelError(f"cannot read {card_file!r}: {str(err).splitlines()[0][:160]}") from None
+    digest = sha256(keras_file)
+    if card.sha256 != digest:
+        raise ModelError(
+            f"{keras_file!r} does not match its card (sha256 {digest[:12]}… != {str(card.sha256)[:12]}…): "
+            "refusing to serve it"
+        )
+    _require_keras(f"reading {keras_file!r}")
+    from zoo.backend import keras
+
+    try:
+        model = keras.saving.load_model(keras_file, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises many types for a corrupt or foreign file
+        raise ModelError(f"cannot read model file {keras_file!r}: {str(err).splitlines()[0][:160]}") from None
+    return model, card, card.name or os.path.basename(os.path.normpath(folder))
 
 
 def _is_path(spec: str) -> bool:
@@ -119,15 +147,20 @@ def _card_beside(path: str, digest: str) -> Card | None:
 def class_names_for(model: Any, card: Card | None) -> list[str] | None:
     n_out = int(model.outputs[0].shape[-1])
     if card is not None:
-        if card.head not in CLASSIFIER_HEADS:
-            return None
-        names = card.class_names
-        return [str(c) for c in names] if names else [str(i) for i in range(n_out)]
+        return _card_class_names(card, n_out)
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
     if activation is not None and getattr(activation, "__name__", "") == "softmax":
         return [str(i) for i in range(n_out)]
     return None
+
+
+def _card_class_names(card: Card, n_out: int) -> list[str] | None:
+    """A classifier's class names from its card (numbered when the card names none); None for other heads."""
+    if card.head not in CLASSIFIER_HEADS:
+        return None
+    names = card.class_names
+    return [str(c) for c in names] if names else [str(i) for i in range(n_out)]
 
 
 def serve_model(
@@ -145,7 +178,9 @@ def serve_model(
     serving process of a step-mode model never carries TensorFlow (~700 MB of RSS). ``runtime`` "onnx" then
     serves the model's exported ONNX step graph instead of the numpy engine (`with_runtime`).
     """
-    if not _is_path(spec) and (zoo := _zoo()) is not None:
+    if not _is_path(spec):
+        import zoo
+
         _check_streamable(zoo, spec)  # before a child process spends seconds importing TensorFlow
     if isolate and mode != "window":
         engine, meta = export_in_child(spec, mode, compute_dtype, window)
@@ -173,12 +208,15 @@ def with_runtime(served: ServedModel, runtime: str, compute_dtype: str = "float6
         raise ModelError(
             f"model {served.name!r} runs in window mode; --runtime {runtime} serves step graphs only"
         )
-    try:
-        from zoo.export.onnx_graph import write_onnx
-        from zoo.export.runtimes import StepEngine, load_runtime
-    except ImportError as err:
-        raise ModelError(f"--runtime {runtime} needs {err.name}: pip install 'rnn-zoo[export]'") from None
+    import importlib.util
+
+    # Checked up front: these are imported only once a graph is built or loaded, deep inside.
+    for module in {"onnx": ("onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}[runtime]:
+        if importlib.util.find_spec(module) is None:
+            raise ModelError(f"--runtime {runtime} needs {module}: pip install 'rnn-zoo[export]'")
     from zoo.data._files import cache_dir
+    from zoo.export.onnx_graph import write_onnx
+    from zoo.export.runtimes import StepEngine, load_runtime
 
     step_model = served.engine
     if runtime == "onnx":
@@ -251,7 +289,9 @@ def build_served(
 def _source_files(spec: str) -> list[str]:
     """The files an export depends on: the .keras file and the card that names it (for a zoo model, or a
     card.json beside a file)."""
-    if _is_path(spec):
+    if os.path.isdir(spec):
+        keras_file = os.path.join(spec, "model.keras")
+    elif _is_path(spec):
         keras_file = spec
     else:
         from zoo import cards
@@ -271,14 +311,19 @@ def export_cache_key(spec: str, mode: str, compute_dtype: str, window: int | Non
 
 
 def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None = None) -> tuple[Any, dict]:
-    """(StepModel or None for window mode, metadata) for a model, read in a child process that imports
-    TensorFlow — or, when a previous export of the very same files is in the cache, without any child.
+    """(StepModel or None for window mode, metadata) for a model: the step engine its folder ships (a causal
+    zoo model's, `zoo.step.shipped`), else one read in a child process that imports TensorFlow — or, when a
+    previous export of the very same files is in the cache, without any child.
 
     The cache (`$RNNZOO_CACHE/step`, default ~/.cache/rnn-zoo/step) is keyed by the sha256 of the .keras file
     and its card, the step format and the export options, so a changed model is never served from it; each
     cached .npz is checked against the sha256 recorded when it was written. A restart that finds it starts in
     well under a second instead of the ~7-15 s TensorFlow costs.
     """
+    shipped = _shipped_engine(spec, mode, compute_dtype)
+    if shipped is not None:
+        return shipped
+    _require_keras(f"model {spec!r} has no precomputed step engine for its model file; building one")
     from zoo.data._files import cache_dir
 
     key = export_cache_key(spec, mode, compute_dtype, window)
@@ -303,6 +348,51 @@ def export_in_child(spec: str, mode: str, compute_dtype: str, window: int | None
     return engine, meta
 
 
+def _shipped_engine(spec: str, mode: str, compute_dtype: str) -> tuple[StepModel, dict] | None:
+    """(engine, metadata) from the precomputed step engine of a zoo model or model folder (`zoo.step.shipped`),
+    read with numpy alone, when its card streams it step by step and vouches for the model file it was read
+    from; None otherwise (the caller builds the engine with Keras, or reports what is wrong)."""
+    from zoo.cards import CARD_FILE, MODEL_FILE, model_dir
+    from zoo.step.shipped import read_engine
+
+    if mode == "window" or (_is_path(spec) and not os.path.isdir(spec)):
+        return None  # a bare .keras file has no model folder to carry an engine
+    folder = spec if os.path.isdir(spec) else str(model_dir(spec))
+    try:
+        with open(os.path.join(folder, CARD_FILE)) as f:
+            card = parse_card(f.read(), CARD_FILE)
+        if card.streaming.mode != "step" or sha256(os.path.join(folder, MODEL_FILE)) != card.sha256:
+            return None  # window mode, or a model file its card does not vouch for: the Keras path decides
+        engine = read_engine(folder, card.sha256)
+    except (OSError, UnicodeDecodeError, CardError):
+        return None
+    except IntegrityError as err:
+        raise ModelError(str(err)) from None
+    if engine is None:
+        return None
+    name = (card.name or os.path.basename(os.path.normpath(folder))) if os.path.isdir(spec) else spec
+    meta = {
+        "name": name,
+        "card": card.to_json(),
+        "mode": "step",
+        "class_names": _card_class_names(card, engine.n_outputs),
+        "note": "",
+    }
+    return engine.with_compute_dtype(compute_dtype), meta
+
+
+def _require_keras(what: str) -> None:
+    """One line, not a traceback, when this install (a serving one, `pip install "rnn-zoo[serve]"`) has no
+    Keras for what is asked: ``what`` says what needed it."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        raise ModelError(
+            f"{what} needs Keras, which this install lacks (a serving install streams the causal zoo models "
+            "from their shipped step engines): pip install 'rnn-zoo[full]'"
+        )
+
+
 def _tensorflow_child(args: list[str]) -> subprocess.CompletedProcess:
     """This Python in isolated mode (`-I`: the current folder and PYTHON* variables cannot inject code into the
     child) running ``args``, TensorFlow's logging muted; the one way this module starts a child that imports it."""
@@ -318,9 +408,9 @@ def _last_error(proc: subprocess.CompletedProcess) -> str:
 def _export_in_child(
     spec: str, mode: str, compute_dtype: str, window: int | None, out: str
 ) -> tuple[Any, dict]:
-    """Run `python -I -m streaming.export` and read its answer; the step model is written to `out`."""
+    """Run `python -I -m streaming.engine_build` and read its answer; the step model is written to `out`."""
     proc = _tensorflow_child(
-        ["-m", "streaming.export", spec, out, "--mode", mode, "--compute-dtype", compute_dtype]
+        ["-m", "streaming.engine_build", spec, out, "--mode", mode, "--compute-dtype", compute_dtype]
         + (["--window", str(window)] if window else [])
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -213,8 +213,9 @@ def load_dataset(
             )
     try:
         import zoo
+        from zoo.loaders import is_fitted_folder
 
-        if hasattr(zoo, "test_data") and model_spec in zoo.list_models():
+        if model_spec in zoo.list_models() or is_fitted_folder(model_spec):  # a fitted folder: its test split
             X, y = zoo.test_data(model_spec)
             return Dataset(np.asarray(X, np.float32), np.asarray(y), class_names)
     except ImportError:

@@ -4,7 +4,8 @@ Keeping every device's state in one contiguous array lets a micro-batch gather i
 fancy-index, step them together, and scatter them back. Devices are added on their first reading (zero state)
 and removed by a reset, after `ttl_s` idle, or — when the table is full — least recently seen first, so a flood
 of made-up device ids can churn the table but never lock real devices out. A cap on new devices per second
-bounds that churn. After a mass eviction the arrays shrink again (`compact`).
+bounds that churn: it applies only to newcomers that would evict a recently seen device, so a fleet that starts
+all at once is admitted while the table has room. After a mass eviction the arrays shrink again (`compact`).
 
 Snapshots are written atomically (temp file, fsync, rename) so a crash never leaves a half-written file, carry a
 sha256 tag over their content, and are validated member by member before anything is allocated or restored.
@@ -19,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import zipfile
@@ -49,7 +51,8 @@ class StateTable:
         ttl_s: idle seconds after which `evict_idle` removes a device (None: never).
         dtype: state dtype.
         initial_capacity: slots allocated up front (and the size `compact` never shrinks below).
-        max_new_per_s: new devices admitted per second (None: no cap); the rest get RATE_LIMITED.
+        max_new_per_s: new devices per second admitted in the place of recently seen ones, when the table is
+            full (churn; None: no cap); the rest get RATE_LIMITED. While there is room, every device is admitted.
     """
 
     def __init__(
@@ -79,10 +82,14 @@ class StateTable:
         self.last_seen = np.zeros(capacity, dtype=np.float64)
         self.last_t = np.full(capacity, np.nan)  # the last accepted reading's own timestamp, NaN if none
         self.used = np.zeros(capacity, dtype=bool)  # mirrors _ids, so TTL and LRU scans are one vector op
+        # Changed since `take_changes` (a checkpoint): slots touched or stepped, and ids removed.
+        self.dirty = np.zeros(capacity, dtype=bool)
+        self.removed: set[str] = set()
         self._ids: list[str | None] = [None] * capacity
         self._slot_of: dict[str, int] = {}
         # Free slots as a stack; popping from the end hands out low slots first, keeping the array dense.
         self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._churn = 0  # free slots made by evicting recently seen devices: each newcomer there pays a token
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -108,6 +115,7 @@ class StateTable:
         self.last_seen = np.concatenate([self.last_seen, np.zeros(extra, dtype=np.float64)])
         self.last_t = np.concatenate([self.last_t, np.full(extra, np.nan)])
         self.used = np.concatenate([self.used, np.zeros(extra, dtype=bool)])
+        self.dirty = np.concatenate([self.dirty, np.zeros(extra, dtype=bool)])
         self._ids.extend([None] * extra)
         self._free.extend(range(new - 1, old - 1, -1))
         return True
@@ -129,15 +137,29 @@ class StateTable:
         when a new device cannot be admitted."""
         found = self._slot_of.get(device)
         if found is not None:
+            if self.ttl_s is not None and self.last_seen[found] < now - self.ttl_s:
+                # Idle past its TTL: it starts again from zero state, exactly as if a sweep (`evict_idle`) had
+                # already forgotten it — so when the sweep runs changes nothing, and a replay is the same run.
+                self.state[found] = 0
+                self.steps[found] = 0
+                self.last_t[found] = np.nan
+                self.counters["evicted_idle"] += 1
             # Touching it now keeps a device of the batch being built from being evicted for a newcomer.
             self.last_seen[found] = now
+            self.dirty[found] = True
             return found
-        if not self._admit(now):
-            self.counters["refused_rate"] += 1
-            return RATE_LIMITED
-        if not self._free and not self._grow() and not self.evict_idle(now) and not self._evict_lru(now):
-            self.counters["refused_full"] += 1
-            return FULL
+        if self._churn or (not self._free and not self._grow() and not self.evict_idle(now)):
+            # Full of devices seen within the TTL: this newcomer takes the place of a recently seen device
+            # (churn). Only churn pays the admission cap, so a fleet that starts at once fills the room there is.
+            if not self._admit(now):
+                self.counters["refused_rate"] += 1
+                return RATE_LIMITED
+            if not self._churn:
+                self._churn = self._evict_lru(now)
+                if not self._churn:
+                    self.counters["refused_full"] += 1
+                    return FULL
+            self._churn -= 1
         slot = self._free.pop()
         self._slot_of[device] = slot
         self._ids[slot] = device
@@ -146,6 +168,7 @@ class StateTable:
         self.steps[slot] = 0
         self.last_seen[slot] = now
         self.last_t[slot] = np.nan
+        self.dirty[slot] = True
         return slot
 
     def commit(self, slots: Array, new_state: Array, now: float, t: Array | None = None) -> None:
@@ -154,6 +177,7 @@ class StateTable:
         self.state[slots] = new_state
         self.steps[slots] += 1
         self.last_seen[slots] = now
+        self.dirty[slots] = True
         if t is not None:
             has_t = ~np.isnan(t)
             self.last_t[slots[has_t]] = t[has_t]
@@ -165,6 +189,8 @@ class StateTable:
             return False
         self._ids[slot] = None
         self.used[slot] = False
+        self.dirty[slot] = False
+        self.removed.add(device)
         self._free.append(slot)
         return True
 
@@ -194,7 +220,77 @@ class StateTable:
 
     def clear(self) -> None:
         """Forget every device and return to the initial size."""
+        removed = self.removed | set(self._slot_of)
         self._allocate(self.initial_capacity)
+        self.removed = removed
+
+    # -- changes (checkpoints) ------------------------------------------------------------------------------
+
+    def admission(self) -> dict[str, float]:
+        """The admission cap's state: the token bucket (tokens, the time they were counted at) and the slots
+        that churn freed — what a replay needs to admit and refuse exactly as the run it repeats."""
+        return {"tokens": self._tokens, "tokens_at": self._tokens_at, "churn": self._churn}
+
+    def set_admission(self, saved: dict[str, Any]) -> None:
+        """Restore `admission()`; SnapshotError when it holds values no table could have. Saved under another
+        cap or size (the flags changed between runs), the tokens and churn are cut to this table's."""
+        try:
+            tokens, at, churn = float(saved["tokens"]), float(saved["tokens_at"]), saved["churn"]
+        except (KeyError, TypeError, ValueError):
+            raise SnapshotError("checkpoint's admission state is unreadable") from None
+        if (
+            type(churn) is not int
+            or churn < 0
+            or tokens < 0
+            or not (math.isfinite(tokens) and math.isfinite(at))
+        ):
+            raise SnapshotError("checkpoint's admission state is out of range")
+        self._tokens = min(tokens, float(self.max_new_per_s or 0.0))
+        self._tokens_at, self._churn = at, min(churn, self.max_devices)
+
+    def rows(self, slots: Array | None = None) -> dict[str, Any]:
+        """ids (a list, byte-exact) and the state, steps, last_seen and last_t rows of `slots` (all used
+        slots when None)."""
+        if slots is None:
+            slots = np.flatnonzero(self.used)
+        ids = self._ids
+        return {
+            "ids": [ids[s] for s in slots.tolist()],
+            "state": self.state[slots],
+            "steps": self.steps[slots],
+            "last_seen": self.last_seen[slots],
+            "last_t": self.last_t[slots],
+        }
+
+    def take_changes(self) -> tuple[dict[str, Any], list[str]]:
+        """(rows of the devices changed since the last call, ids removed since then and not back), and start
+        counting afresh: what a changelog checkpoint writes."""
+        changed = self.rows(np.flatnonzero(self.dirty & self.used))
+        removed = [d for d in self.removed if d not in self._slot_of]
+        self.dirty[:] = False
+        self.removed = set()
+        return changed, removed
+
+    def upsert(self, rows: dict[str, Any]) -> None:
+        """Set these devices' rows as given (a checkpoint being replayed), adding the ones not held; no
+        admission or eviction: SnapshotError when they do not fit in max_devices."""
+        ids = rows["ids"]
+        slots = np.empty(len(ids), dtype=np.int64)
+        for i, device in enumerate(ids):
+            slot = self._slot_of.get(device)
+            if slot is None:
+                if not self._free and not self._grow():
+                    raise SnapshotError(f"checkpoint holds more than max_devices={self.max_devices} devices")
+                slot = self._free.pop()
+                self._slot_of[device] = slot
+                self._ids[slot] = device
+                self.used[slot] = True
+            slots[i] = slot
+        self.state[slots] = rows["state"]
+        self.steps[slots] = rows["steps"]
+        self.last_seen[slots] = rows["last_seen"]
+        self.last_t[slots] = rows["last_t"]
+        self.dirty[slots] = True
 
     def compact(self) -> bool:
         """Shrink the arrays (and the id map) when at most a quarter of the slots is used, e.g. after a mass
@@ -203,9 +299,12 @@ class StateTable:
         target = max(self.initial_capacity, 1 << max(0, (2 * n - 1).bit_length()))
         if capacity <= self.initial_capacity or n > capacity // 4 or target >= capacity:
             return False
-        arrays = self.to_arrays()
+        arrays, changed = self.to_arrays(), set(self.rows(np.flatnonzero(self.dirty & self.used))["ids"])
+        removed = self.removed
         self._allocate(target)
         self._fill(arrays)
+        self.dirty[np.array([self._slot_of[d] for d in changed], dtype=np.int64)] = True
+        self.removed = removed
         return True
 
     # -- snapshots -------------------------------------------------------------------------------------------
@@ -242,11 +341,43 @@ class StateTable:
         self._free = list(range(self.capacity - 1, n - 1, -1))
 
 
+def check_rows(
+    rows: dict[str, Any], state_size: int, max_devices: int, max_id_bytes: int | None = None
+) -> None:
+    """Raise SnapshotError unless `rows` (ids as a list of str, as `StateTable.rows` gives) could have been
+    written by a worker: shapes, finite state, steps >= 0, distinct ids within the bound."""
+    ids = rows["ids"]
+    n = len(ids)
+    arrays = {
+        "devices": np.zeros(n, dtype="<U1"),
+        **{k: rows[k] for k in ("state", "steps", "last_seen", "last_t")},
+    }
+    _check_values(arrays, state_size, max_devices)
+    if len(set(ids)) != n:
+        raise SnapshotError("snapshot table rejected: a device id appears twice")
+    if max_id_bytes is not None and any(
+        len(d.encode("utf-8", "surrogateescape")) > max_id_bytes or not d for d in ids
+    ):
+        raise SnapshotError(
+            f"snapshot table rejected: a device id is empty or longer than {max_id_bytes} bytes"
+        )
+
+
 def check_table_arrays(
     arrays: dict[str, Array], state_size: int, max_devices: int, max_id_bytes: int | None = None
 ) -> None:
     """Raise SnapshotError unless `arrays` is a table a service could have written."""
+    _check_values(arrays, state_size, max_devices)
+    ids = arrays["devices"].tolist()
+    if len(set(ids)) != len(ids):
+        raise SnapshotError("snapshot table rejected: a device id appears twice")
+    if max_id_bytes is not None and any(len(d.encode()) > max_id_bytes or not d for d in ids):
+        raise SnapshotError(
+            f"snapshot table rejected: a device id is empty or longer than {max_id_bytes} bytes"
+        )
 
+
+def _check_values(arrays: dict[str, Array], state_size: int, max_devices: int) -> None:
     def bad(why: str) -> SnapshotError:
         return SnapshotError(f"snapshot table rejected: {why}")
 
@@ -269,11 +400,6 @@ def check_table_arrays(
         raise bad("negative step counts")
     if not np.isfinite(last_seen).all() or np.isinf(last_t).any():
         raise bad("non-finite times")
-    ids = devices.tolist()
-    if len(set(ids)) != n:
-        raise bad("a device id appears twice")
-    if max_id_bytes is not None and any(len(d.encode()) > max_id_bytes or not d for d in ids):
-        raise bad(f"a device id is empty or longer than {max_id_bytes} bytes")
 
 
 def _content_tag(arrays: dict[str, Array]) -> str:

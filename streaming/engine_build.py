@@ -1,9 +1,12 @@
-"""Export a model's step engine to an .npz in a child process, so the serving process never imports TensorFlow.
+"""Build a model's step engine (`zoo.step.StepModel`) in a child process and write it to an .npz, so the serving
+process never imports TensorFlow.
 
-`python -m streaming.export SPEC OUT.npz [--mode auto|step|window] [--compute-dtype float64] [--window W]` loads the model
-with Keras, builds its StepModel, saves it, and prints one JSON line: the model's name, class names, card and
-mode, or {"error": ...}. A window-mode model is not exported (it needs Keras to run); the parent loads it.
-Loading Keras + TF costs ~700 MB of RSS that the serving process would otherwise carry forever.
+`python -m streaming.engine_build SPEC OUT.npz [--mode auto|step|window] [--compute-dtype float64] [--window W]`
+loads the model with Keras, builds its StepModel, saves it, and prints one JSON line: the model's name, class
+names, card and mode, or {"error": ...}. A window-mode model is not written (it needs Keras to run); the parent
+loads it. Loading Keras + TF costs ~700 MB of RSS that the serving process would otherwise carry forever.
+`streaming.models` starts this child only for a model without a precomputed engine (a zoo model ships one,
+`zoo.step.shipped`) and caches what it writes.
 """
 
 from __future__ import annotations
