@@ -183,14 +183,19 @@ def experiment_clipping(epochs: int, n_train: int) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global RESULTS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[20, 50, 100, 200], help="recall task lengths")
     ap.add_argument("--units", type=int, default=64, help="recall task: units of every cell")
     ap.add_argument("--epochs", type=int, default=20, help="training epochs per run")
     ap.add_argument("--train", type=int, default=3000, help="training sequences per recall run")
-    args = ap.parse_args()
-    RESULTS.mkdir(exist_ok=True)
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for the JSON and PNGs (default results/)"
+    )
+    args = ap.parse_args(argv)
+    RESULTS = args.out
+    RESULTS.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = {
         "backend": keras.backend.backend(),

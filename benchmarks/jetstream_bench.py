@@ -4,10 +4,11 @@ One nats-server (JetStream, the partition mapping), started here on free ports. 
 N readings from D devices are stored in the stream first, then the system under test (SUT) starts and the sink
 counts its predictions; readings/s = N / (last prediction - first prediction). SUTs, same run, same server:
 
-    relay       one process, no model: per partition fetch, json.loads, publish a prediction made by the
-                worker's own encoder, flush and AckAll every second — read, publish and acknowledged exactly as
-                the worker does, minus payload checks, model, state and checkpoints: the ceiling of consume →
-                publish → ack in Python
+    relay       one process, no model: per partition fetch, JSON decode (the worker's own decoder), publish a
+                prediction made by the worker's own encoder (of model-like probabilities, so as long as the
+                worker's), flush and AckAll every second — read, publish and acknowledged exactly as the worker
+                does, minus payload checks, model, state and checkpoints: the ceiling of consume → publish →
+                ack in Python
     worker x1   `rnnzoo worker` (one process owning all partitions): parse, step, publish, checkpoint, ack
     worker x2   `rnnzoo worker --workers 2`: two processes, P/2 partitions each
 
@@ -19,6 +20,7 @@ device gets predictions again (its longest gap between new predictions), and how
 published twice (replayed from the last checkpoint).
 
     python benchmarks/jetstream_bench.py --json benchmarks/results/jetstream_bench.json
+    python benchmarks/jetstream_bench.py --in-process      # where the worker's time per reading goes
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ async def reset_stream(nc, layout: Layout) -> None:
     """A fresh stream and fresh buckets: every row starts from the same empty state."""
     js = nc.jetstream()
     streams = [layout.stream_name(p) for p in range(layout.partitions)]
-    for name in (*streams, f"KV_{layout.lease_bucket}", f"KV_{layout.checkpoint_bucket}"):
+    for name in (*streams, f"KV_{layout.lease_bucket}", layout.changelog_stream):
         try:
             await js.delete_stream(name)
         except Exception:  # noqa: BLE001 - not there
@@ -148,7 +150,15 @@ def processes(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 async def throughput(
-    url: str, layout: Layout, sut: str, data: np.ndarray, model: str, env: dict, n_outputs: int
+    url: str,
+    layout: Layout,
+    sut: str,
+    data: np.ndarray,
+    model: str,
+    env: dict,
+    n_outputs: int,
+    class_names: list[str] | None = None,
+    profile: str | None = None,
 ) -> dict:
     import nats
 
@@ -160,9 +170,13 @@ async def throughput(
     await nc.flush()
     if sut == "relay":
         cmd = [sys.executable, __file__, "--role", "relay", "--url", url]
-        cmd += ["--n-outputs", str(n_outputs)]
+        cmd += ["--n-outputs", str(n_outputs), "--class-names", json.dumps(class_names)]
     else:
         cmd = worker_cmd(url, model, 2 if sut == "worker x2" else 1)
+    if profile and sut != "worker x2":  # SIGTERM ends both as a normal exit, so cProfile writes its data
+        os.makedirs(profile, exist_ok=True)
+        out = os.path.join(profile, sut.replace(" ", "_") + ".prof")
+        cmd = [cmd[0], "-m", "cProfile", "-o", out, *cmd[1:]]
     proc = start(cmd, env)
     # Measured from the moment the SUT consumes every partition (workers: leases claimed and balanced), so
     # no row pays its start-up or a rebalance.
@@ -196,7 +210,14 @@ async def throughput(
 
 
 async def recovery(
-    url: str, layout: Layout, model: str, env: dict, rate: float, devices: int, n_features: int
+    url: str,
+    layout: Layout,
+    model: str,
+    env: dict,
+    rate: float,
+    devices: int,
+    n_features: int,
+    duration: float = 16.0,
 ) -> dict:
     import nats
 
@@ -209,7 +230,7 @@ async def recovery(
     await asyncio.sleep(3.0)  # both joined and balanced
     published, began = 0, time.monotonic()
     killed_at = None
-    duration, kill_after = 16.0, 5.0
+    kill_after = min(5.0, duration / 3)
     while (now := time.monotonic()) - began < duration:
         due = int((now - began) * rate)
         while published < due:
@@ -249,18 +270,22 @@ async def recovery(
     }
 
 
-def role_relay(url: str, n_outputs: int) -> None:
+def role_relay(url: str, n_outputs: int, class_names: list[str] | None = None) -> None:
     """The bare relay: per partition a pull consumer read as the worker reads it (same fetch batch, stream
     position from the ack subject, JSON decode, prediction bytes from the worker's encoder, publish, flush and
-    AckAll every checkpoint interval). No payload checks, model, state or checkpoint."""
+    AckAll every checkpoint interval beside the fetching). No payload checks, model, state or checkpoint."""
     import nats
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
 
+    from streaming.payloads import decode_utf8_json
     from streaming.worker import PredictionEncoder, WorkerSettings, stream_position
 
     layout = Layout(PARTITIONS)
-    encoder = PredictionEncoder(n_outputs)
+    encoder = PredictionEncoder(n_outputs, class_names)  # the worker's schema: label and probabilities too
+    # Outputs like a model's (probabilities with 8 significant decimals), so each prediction is as long as the
+    # worker's and costs as much to format, publish and receive; constant ones (0.25) were shorter.
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(n_outputs), 4096).astype(np.float32)
     settings = WorkerSettings("", "")
 
     async def main() -> None:
@@ -273,6 +298,12 @@ def role_relay(url: str, n_outputs: int) -> None:
             sub = await js.pull_subscribe_bind(durable=f"relay-p{p}", stream=layout.stream_name(p))
             subjects: dict[str, str] = {}
             step, last, acked_at = 0, None, time.monotonic()
+            acking: asyncio.Task | None = None
+
+            async def flush_and_ack(msg) -> None:  # noqa: ANN001
+                await nc.flush()
+                await msg.ack()
+
             while True:
                 try:
                     msgs = await sub.fetch(settings.max_batch, timeout=0.2)
@@ -281,9 +312,9 @@ def role_relay(url: str, n_outputs: int) -> None:
                 if msgs:
                     seqs = []
                     for m in msgs:
-                        json.loads(m.data)
+                        decode_utf8_json(m.data)  # the worker's own JSON decoding (parse_many's first pass)
                         seqs.append(stream_position(m.reply)[0])
-                    outputs = np.full((len(msgs), n_outputs), 1 / n_outputs, dtype=np.float32)
+                    outputs = probabilities[: len(msgs)]
                     bodies = encoder.encode(seqs, list(range(step, step + len(msgs))), outputs)
                     step += len(msgs)
                     for m, body in zip(msgs, bodies, strict=True):
@@ -293,8 +324,10 @@ def role_relay(url: str, n_outputs: int) -> None:
                         await nc.publish(subject, body)
                     last = msgs[-1]
                 if last is not None and time.monotonic() - acked_at >= settings.checkpoint_interval_s:
-                    await nc.flush()
-                    await last.ack()
+                    # Beside the fetching, as the worker writes its checkpoints: one at a time, in order.
+                    if acking is not None:
+                        await acking
+                    acking = asyncio.create_task(flush_and_ack(last))
                     last, acked_at = None, time.monotonic()
 
         await asyncio.gather(*(one(p) for p in range(PARTITIONS)))
@@ -302,6 +335,88 @@ def role_relay(url: str, n_outputs: int) -> None:
     # SIGTERM ends it as a normal exit, so a profiler wrapped around it (python -m cProfile) writes its data.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     asyncio.run(main())
+
+
+def in_process(model: str, batches: int = 30, size: int = 1024, devices: int = 125) -> dict:
+    """Microseconds per reading of the work a partition's loop does above the NATS client, in this process on
+    fetched-like messages (`size` readings from `devices` devices a batch, best of 9): the worker's answering
+    (`streaming.answers.Answers.step`), the same with an engine that computes nothing (so the difference is
+    the model step), and the relay's own per-batch work."""
+    from streaming.answers import Answers
+    from streaming.core import PredictionEncoder
+    from streaming.models import serve_model
+    from streaming.payloads import decode_utf8_json
+    from streaming.worker import WorkerSettings, stream_position
+    from zoo.step import one_blas_thread
+
+    one_blas_thread()
+    served = serve_model(model, mode="step", isolate=True)
+    engine, layout, settings = served.engine, Layout(PARTITIONS), WorkerSettings("", "")
+    rng = np.random.default_rng(0)
+
+    class Msg:
+        __slots__ = ("subject", "reply", "data")
+
+        def __init__(self, subject: str, reply: str, data: bytes):
+            self.subject, self.reply, self.data = subject, reply, data
+
+    seq, data = 0, []
+    for _ in range(batches):
+        msgs = []
+        for i in range(size):
+            seq += 1
+            stamp = 1_700_000_000_000_000_000 + seq * 1_000_000
+            values = json.dumps(rng.normal(size=engine.n_features).round(4).tolist()).encode()
+            msgs.append(
+                Msg(f"part.0.sensors.dev{i % devices}.imu", f"$JS.ACK.S.C.1.{seq}.{seq}.{stamp}.0", values)
+            )
+        data.append(msgs)
+    n = batches * size
+    probabilities = rng.dirichlet(np.ones(engine.n_outputs), size).astype(np.float32)
+
+    class Idle:  # the engine's interface, no arithmetic: what is left is everything but the model step
+        n_outputs, n_features, state_size = engine.n_outputs, engine.n_features, engine.state_size
+        dtype, fingerprint, mode = engine.dtype, engine.fingerprint, "step"
+
+        def advance(self, x, state, steps):  # noqa: ANN001, ANN202
+            return probabilities[: len(x)], state
+
+    def worker(step_engine: object) -> float:
+        answers = Answers(settings, served, layout)
+        answers.engine = step_engine
+        table = settings.policy.table(engine)
+        began = time.perf_counter()
+        for msgs in data:
+            answers.step(table, msgs, [stream_position(m.reply) for m in msgs])
+            answers.outbox = []
+        return (time.perf_counter() - began) / n * 1e6
+
+    encoder = PredictionEncoder(engine.n_outputs, served.class_names)
+
+    def relay() -> float:
+        subjects: dict[str, str] = {}
+        began, step = time.perf_counter(), 0
+        for msgs in data:
+            seqs = []
+            for m in msgs:
+                decode_utf8_json(m.data)
+                seqs.append(stream_position(m.reply)[0])
+            encoder.encode(seqs, list(range(step, step + len(msgs))), probabilities[: len(msgs)])
+            step += len(msgs)
+            for m in msgs:
+                if m.subject not in subjects:
+                    subjects[m.subject] = f"predictions.{layout.device_of(m.subject)}.relay"
+        return (time.perf_counter() - began) / n * 1e6
+
+    rounds: dict[str, list[float]] = defaultdict(list)
+    for _ in range(9):  # interleaved, so a change in the machine's load hits the three alike; best of each
+        rounds["worker_us"].append(worker(engine))
+        rounds["worker_no_model_step_us"].append(worker(Idle()))
+        rounds["relay_us"].append(relay())
+    best: dict = {k: round(min(v), 2) for k, v in rounds.items()}
+    best["model_step_us"] = round(best["worker_us"] - best["worker_no_model_step_us"], 2)
+    best["batch"] = {"readings": size, "devices": devices, "batches": batches}
+    return best
 
 
 def mqtt_service(model: str, devices: int, duration: float) -> dict | None:
@@ -324,13 +439,34 @@ def main() -> int:
     ap.add_argument("--readings", type=int, default=20_000, help="backlog per throughput row")
     ap.add_argument("--rate", type=float, default=1000.0, help="readings/s of the recovery load")
     ap.add_argument("--mqtt-duration", type=float, default=10.0, help="0: skip the MQTT mode rows")
+    ap.add_argument("--recovery-devices", type=int, help="devices of the recovery load (default: --devices)")
+    ap.add_argument(
+        "--recovery-s", type=float, default=16.0, help="seconds of the recovery load (kill at 5; 0: skip it)"
+    )
+    ap.add_argument("--suts", default="relay,worker x1,worker x2", help="throughput rows, comma-separated")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the rows this many times, interleaved (ratios: the median)",
+    )
+    ap.add_argument("--profile", help="write a cProfile of each row's SUT process here (<dir>/<sut>.prof)")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="only time, in this process, the worker's and the relay's work per reading above the NATS client",
+    )
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--n-outputs", type=int, default=6, help=argparse.SUPPRESS)
+    ap.add_argument("--class-names", default="null", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "relay":
-        role_relay(args.url, args.n_outputs)
+        role_relay(args.url, args.n_outputs, json.loads(args.class_names))
+        return 0
+    if args.in_process:
+        print(json.dumps(in_process(args.model)))
         return 0
 
     from streaming.models import serve_model
@@ -345,18 +481,53 @@ def main() -> int:
     server.start()
     rows = []
     try:
-        for sut in ("relay", "worker x1", "worker x2"):
-            row = asyncio.run(
-                throughput(server.url, layout, sut, data, args.model, env, served.engine.n_outputs)
+        for repeat in range(
+            args.repeats
+        ):  # interleaved, so a change in the machine's load hits every SUT alike
+            for sut in args.suts.split(","):
+                row = asyncio.run(
+                    throughput(
+                        server.url,
+                        layout,
+                        sut,
+                        data,
+                        args.model,
+                        env,
+                        served.engine.n_outputs,
+                        served.class_names,
+                        args.profile,
+                    )
+                )
+                row["repeat"] = repeat
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        rec = None
+        if args.recovery_s > 0:
+            rec = asyncio.run(
+                recovery(
+                    server.url,
+                    layout,
+                    args.model,
+                    env,
+                    args.rate,
+                    args.recovery_devices or args.devices,
+                    n_features,
+                    args.recovery_s,
+                )
             )
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-        rec = asyncio.run(recovery(server.url, layout, args.model, env, args.rate, args.devices, n_features))
-        print(json.dumps(rec), flush=True)
+            print(json.dumps(rec), flush=True)
     finally:
         server.stop()
     mqtt = mqtt_service(args.model, args.devices, args.mqtt_duration) if args.mqtt_duration else None
-    relay = rows[0]["readings_per_s"] or 1
+    ratios: dict[str, list[float]] = defaultdict(list)  # each SUT against the relay of its own repeat
+    for repeat in range(args.repeats):
+        same = [r for r in rows if r["repeat"] == repeat]
+        relay = next((r["readings_per_s"] for r in same if r["sut"] == "relay"), None) or 0
+        for (
+            r
+        ) in same:  # a row that measured nothing (its backlog drained before it owned its share) is left out
+            if r["sut"] != "relay" and relay and r["readings_per_s"]:
+                ratios[r["sut"]].append(round(r["readings_per_s"] / relay, 2))
     result = {
         "model": args.model,
         "machine": {
@@ -370,7 +541,8 @@ def main() -> int:
         "partitions": PARTITIONS,
         "devices": args.devices,
         "throughput": rows,
-        "worker_vs_relay": {r["sut"]: round((r["readings_per_s"] or 0) / relay, 2) for r in rows[1:]},
+        "worker_vs_relay": {sut: float(np.median(r)) for sut, r in ratios.items()},
+        "worker_vs_relay_each_repeat": dict(ratios),
         "recovery": rec,
         "mqtt_mode": mqtt,
         "command": "python benchmarks/jetstream_bench.py " + " ".join(sys.argv[1:]),
@@ -387,7 +559,12 @@ def print_table(result: dict) -> None:
         print(
             f"{r['sut']:<12} {str(r['readings_per_s']):>11} {r['cpu_per_1k_readings_s']:>9} {str(r['rss_mb_per_process']):>12}"
         )
+    for sut, ratio in result["worker_vs_relay"].items():
+        each = result["worker_vs_relay_each_repeat"][sut]
+        print(f"{sut} / relay: {ratio:.2f}" + (f" (median of {each})" if len(each) > 1 else ""))
     rec = result["recovery"]
+    if rec is None:
+        return
     print(
         f"\nrecovery after SIGKILL: {rec['recovery_s']} s (lease TTL {rec['lease_ttl_s']} s), "
         f"{rec['replayed_predictions']} predictions replayed, {rec['lost']} lost"

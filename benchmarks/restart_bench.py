@@ -1,8 +1,10 @@
-"""Time from `rnnzoo serve` starting to its first prediction, cold (no exported step model cached) and warm
-(a previous start left it in the cache), in one run on one private Mosquitto.
+"""Time from `rnnzoo serve` starting to its first prediction, in one run on one private Mosquitto: a zoo model
+(its folder ships the step engine), and the same model as a bare `.keras` file, cold (no step model cached) and
+warm (a previous start left it in the cache).
 
-A cold start pays a child process that imports TensorFlow to read the `.keras` file; a warm start finds the
-step model in `$RNNZOO_CACHE/step`, keyed by the sha256 of the model and its card, and imports no TensorFlow.
+The zoo model's engine is read with numpy from `saved_models/<name>/step.npz`; a cold start of the `.keras` file
+pays a child process that imports TensorFlow to read it; a warm one finds the step model in
+`$RNNZOO_CACHE/step`, keyed by the sha256 of the model and its card, and imports no TensorFlow.
 
     python benchmarks/restart_bench.py --runs 3 --json benchmarks/results/restart_bench.json
 """
@@ -23,12 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import write_json  # noqa: E402
 from stream_bench import mqtt_client, start_mosquitto  # noqa: E402
 
 MODEL = "activity-gru-causal"
 
 
-def time_to_first_prediction(port: int, cache: str) -> float:
+def time_to_first_prediction(port: int, cache: str, model: str = MODEL) -> float:
     """Seconds from launching the service until a prediction for a probe reading arrives."""
     got = threading.Event()
     sub = mqtt_client()
@@ -41,7 +44,7 @@ def time_to_first_prediction(port: int, cache: str) -> float:
     pub.loop_start()
     time.sleep(0.3)
     env = dict(os.environ, RNNZOO_CACHE=cache)
-    cmd = [sys.executable, "-m", "zoo.cli", "serve", "--model", MODEL, "--topic", "sensors/+/imu",
+    cmd = [sys.executable, "-m", "rnnzoo.cli", "serve", "--model", model, "--topic", "sensors/+/imu",
            "--broker", f"mqtt://127.0.0.1:{port}"]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,12 +69,16 @@ def main() -> int:
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="rnnzoo-restart-")
     broker, port = start_mosquitto(workdir)
-    cold, warm = [], []
+    from zoo import cards
+
+    keras_file = str(cards.model_dir(MODEL) / cards.MODEL_FILE)  # by path: no model folder, no shipped engine
+    shipped, cold, warm = [], [], []
     try:
         for i in range(args.runs):
             cache = f"{workdir}/cache{i}"
-            cold.append(time_to_first_prediction(port, cache))  # empty cache: the child exports
-            warm.append(time_to_first_prediction(port, cache))  # the same cache: found
+            shipped.append(time_to_first_prediction(port, cache))  # the zoo name: its folder's step.npz
+            cold.append(time_to_first_prediction(port, cache, keras_file))  # empty cache: the child exports
+            warm.append(time_to_first_prediction(port, cache, keras_file))  # the same cache: found
             shutil.rmtree(cache)
     finally:
         broker.terminate()
@@ -80,6 +87,8 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "model": MODEL,
+        "shipped_s": [round(t, 2) for t in shipped],
+        "shipped_median_s": round(statistics.median(shipped), 2),
         "cold_s": [round(t, 2) for t in cold],
         "warm_s": [round(t, 2) for t in warm],
         "cold_median_s": round(statistics.median(cold), 2),
@@ -87,9 +96,7 @@ def main() -> int:
         "speedup": round(statistics.median(cold) / statistics.median(warm), 1),
     }
     print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

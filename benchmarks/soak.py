@@ -113,7 +113,7 @@ def main() -> int:
     broker, port = start_mosquitto(workdir)
     clear_retained(port)
     cmd = [
-        sys.executable, "-m", "zoo.cli", "serve", "--model", MODEL, "--topic", "sensors/+/imu",
+        sys.executable, "-m", "rnnzoo.cli", "serve", "--model", MODEL, "--topic", "sensors/+/imu",
         "--broker", f"mqtt://127.0.0.1:{port}", "--qos", "1", "--snapshot", f"{workdir}/snap.npz",
         "--ttl", str(args.ttl), "--max-devices", "200000", "--max-new-devices-per-s", "2000",
     ]  # fmt: skip

@@ -186,10 +186,10 @@ def stateful_copy(model):
     """The same network rebuilt with stateful=True and batch size 1: the usual way to serve Keras per reading."""
     import keras
 
-    from zoo.step import _chain
+    from zoo.step import layer_chain
 
     x = inputs = keras.Input(batch_shape=(1, 1, model.inputs[0].shape[-1]))
-    for layer in _chain(model):
+    for layer in layer_chain(model):
         config = layer.get_config()
         if type(layer).__name__ in ("SimpleRNN", "LSTM", "GRU"):
             config["stateful"] = True

@@ -257,7 +257,7 @@ def export_translation_model(name: str, formats: list[str], workdir: Path, calls
 
     from zoo.export.seq2seq import FILES, GRAPHS, GraphRuntime, export_encoder_decoder, greedy
     from zoo.export.sequence import ONNX_OPSET
-    from zoo.translate import BOS, EOS, MAX_SOURCE_TOKENS, load_translator
+    from zoo.translation import BOS, EOS, MAX_SOURCE_TOKENS, load_translator
 
     start = time.perf_counter()
     translator = load_translator(name)
@@ -289,23 +289,19 @@ def export_translation_model(name: str, formats: list[str], workdir: Path, calls
             done |= nxt == EOS
             prev = nxt[:, None]
         steps = len(log_probs)
-        one = {"source": src[:1]}
-        one_step = {
-            "prev_token": src[:1, 0],
-            "decoder_state": state[:1],
-            "encoder_outputs": enc[:1],
-            "source": src[:1],
-        }
-        many = {"source": src[:64]}
-        many_step = {
-            "prev_token": src[:64, 0],
-            "decoder_state": state[:64],
-            "encoder_outputs": enc[:64],
-            "source": src[:64],
-        }
+
+        # One call of each graph on the first sentence, then on the first 64.
+        def step_inputs(n: int) -> dict:
+            return {
+                "prev_token": src[:n, 0],
+                "decoder_state": state[:n],
+                "encoder_outputs": enc[:n],
+                "source": src[:n],
+            }
+
         lat = {
-            "encoder": [_call_latency(encoder, x, calls) for x in (one, many)],
-            "decoder_step": [_call_latency(step, x, calls) for x in (one_step, many_step)],
+            "encoder": [_call_latency(encoder, {"source": src[:n]}, calls) for n in (1, 64)],
+            "decoder_step": [_call_latency(step, step_inputs(n), calls) for n in (1, 64)],
         }
         ops = {g: _sequence_ops(paths[g], fmt) for g in GRAPHS}
         builtin = {

@@ -1,4 +1,4 @@
-"""Measure the shipped speech models on real recorded speech (issue 16) and print the figures as JSON.
+"""Measure the shipped speech models on real recorded speech and print the figures as JSON.
 
     KERAS_BACKEND=jax python scripts/real_voice_eval.py                     # the three speech models
     KERAS_BACKEND=jax python scripts/real_voice_eval.py digits-ctc-bigru --write
@@ -17,6 +17,7 @@ import json
 
 import zoo
 from zoo import cards
+from zoo.speech import Detector
 from zoo.tasks import speech as tasks
 
 MODELS = ("spoken-words-bigru", "digits-ctc-bigru", "keyword-seven-gru")
@@ -31,7 +32,7 @@ def measure(name: str) -> dict:
     if card.kind == "ctc":
         return tasks.real_voice_digits(model, pre)
     if card.kind == "keyword-spotting":
-        return tasks.real_voice_keyword(model, pre, float(card.test_metrics["threshold"]))
+        return tasks.real_voice_keyword(model, pre, Detector.from_card(card))
     return tasks.real_voice_words(model, pre)
 
 

@@ -1,5 +1,5 @@
-"""The speech models on their validation persons, in conditions like the real-voice set's: how issue 16's models
-were chosen (never on the real recordings).
+"""The speech models on their validation persons, in conditions like the real-voice set's: how the speech models
+are chosen (never on the real recordings).
 
     KERAS_BACKEND=jax python scripts/speech_validation.py                          # the shipped models
     RNNZOO_MODELS=/tmp/models KERAS_BACKEND=jax python scripts/speech_validation.py   # models trained elsewhere
@@ -15,7 +15,7 @@ wrong) and the words most often taken for another: where to look, on validation 
 ``--ctc-members DIR DIR ...`` scores several CTC models trained alike (each DIR holds what ``rnnzoo train
 digits-ctc-bigru --seed N --members 1 --out DIR`` wrote) as one: each alone, and combined by ``--combine vote`` (the
 transcript the models agree on, `zoo.speech.vote_transcripts`) or ``average`` (their per-frame probabilities
-averaged, then decoded). How issue 16 measured whether several seeds beat one.
+averaged, then decoded): whether several seeds beat one.
 """
 
 from __future__ import annotations

@@ -1,0 +1,20 @@
+"""Where a benchmark's result goes: one JSON file (``--json PATH``), written whole."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: str | Path | None, result: dict[str, Any]) -> None:
+    """Write ``result`` to ``path`` (its folder made if missing) as indented JSON, through a temporary file
+    renamed into place, so an interrupted run never leaves half a result; nothing when ``path`` is None."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
