@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import zoo
-from zoo.cli import main
+from rnnzoo.cli import main
 from zoo.registry import REGISTRY, Capability
 
 # One command line per capability, with placeholder arguments: the capability is checked before any of them.

@@ -95,7 +95,7 @@ def test_a_card_off_the_schema_is_refused_naming_the_field(change, message) -> N
 
 
 def test_a_broken_card_file_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys) -> None:
-    from zoo.cli import main
+    from rnnzoo.cli import main
 
     folder = tmp_path / "activity-gru-causal"
     folder.mkdir()

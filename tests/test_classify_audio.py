@@ -10,7 +10,7 @@ import pytest
 import scipy.io.wavfile
 
 import zoo
-from zoo.cli import main
+from rnnzoo.cli import main
 
 WORDS = "spoken-words-bigru"
 ESPEAK = shutil.which("espeak-ng")

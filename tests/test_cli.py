@@ -8,22 +8,24 @@ import numpy as np
 import pytest
 
 import zoo
+from rnnzoo.cli import main
 from zoo import cards
-from zoo.cli import main
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "zoo.cli", *argv], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rnnzoo.cli", *argv], capture_output=True, text=True, timeout=300
     )
 
 
 def test_list_shows_shipped_models_with_metrics(capsys) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in zoo.list_models():
-        assert name in out
-    assert "accuracy" in out and "MASE" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert set(rows) == set(zoo.list_models())
+    for row in rows.values():  # every model has its headline figure, none a bare "-"
+        assert not row.rstrip().endswith(" -"), row
+    assert "accuracy" in out and "MASE" in out and "C^td" in out
 
 
 def test_unknown_model_is_one_line() -> None:

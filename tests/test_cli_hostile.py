@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo.cli import main
+from rnnzoo.cli import main
 
 
 def _npy(path: Path, array: np.ndarray) -> str:

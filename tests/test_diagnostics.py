@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import zoo
+from rnnzoo.cli import main
 from zoo.architecture import Architecture
 from zoo.backend import keras
 from zoo.builder import build_model
-from zoo.cli import main
 from zoo.diagnostics import GradientNormLog, _loss, gradient_flow, state_gradients, tracked_optimizer
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from test_stream_step import architecture, build, float64_outputs, keras_outputs
 
 import zoo
-from zoo.cli import main
+from rnnzoo.cli import main
 from zoo.export import FORMATS, ExportError, digest, export_step, format_version, state_slots
 from zoo.export.measure import parity, parity_data, stream
 from zoo.export.runtimes import StepEngine, load_runtime
@@ -340,7 +340,7 @@ def test_encoder_and_decoder_step_equal_keras_teacher_forced(tmp_path: Path, tin
 @pytest.mark.parametrize("fmt", ["savedmodel", "litert", "onnx"])
 def test_translation_greedy_decoding_with_exported_graphs_equals_translator(tmp_path: Path, fmt: str) -> None:
     from zoo.export.seq2seq import FILES, GRAPHS, GraphRuntime, greedy
-    from zoo.translate import load_translator
+    from zoo.translation import load_translator
 
     name = "translate-en-fr-gru"
     assert main(["export", name, "--format", fmt, "--sequence", "--out", str(tmp_path)]) == 0

@@ -81,10 +81,12 @@ class Workers:
         self.url, self.model, self.env, self.log_dir = url, model, env, log_dir
         self.partitions = partitions
         self.procs: dict[str, subprocess.Popen] = {}
+        self.log_from: dict[str, int] = {}  # where the latest start of each worker begins in its log
 
     def start(self, name: str, crash: str | None = None) -> None:
         """Start worker `name`; `crash` ("<point>:<n>") makes it SIGKILL itself there (the worker's test hook)."""
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.log_from[name] = log.tell()
         env = dict(self.env, **({CRASH_ENV: crash} if crash else {}))
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "streaming", "worker", "--nats", self.url, "--model", self.model]
@@ -94,6 +96,18 @@ class Workers:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    async def wait_joined(self, timeout: float = 120.0) -> None:
+        """Until every running worker's latest start has joined the group. Starting a worker (importing Keras)
+        takes seconds to over a minute on a loaded 2-core box, so the tests' ownership deadlines count from
+        here, not from the start."""
+        deadline = time.monotonic() + timeout
+        for name in list(self.procs):
+            path = self.log_dir / f"{name}.log"
+            while b"joined group" not in path.read_bytes()[self.log_from[name] :]:
+                assert self.procs[name].poll() is None, f"worker {name} ended before joining: {self.logs()}"
+                assert time.monotonic() < deadline, f"worker {name} has not joined the group: {self.logs()}"
+                await asyncio.sleep(0.1)
 
     def wait_exit(self, name: str, timeout: float) -> int:
         """Until worker `name` has ended by itself; its exit status (-9: SIGKILL)."""
@@ -257,21 +271,15 @@ async def _checkpointed_steps(url: str, partitions: int = PARTITIONS) -> dict[st
     """device → steps in the partitions' checkpoints (what a new owner would resume from)."""
     import nats
 
-    from streaming.checkpoint import FORMAT
+    from streaming.checkpoint import read_partition
 
     nc = await nats.connect(url)
-    kv = await nc.jetstream().key_value("tiny-checkpoints")
+    layout = Layout(partitions, group="tiny")
     steps: dict[str, int] = {}
-    import io
-
     for p in range(partitions):
-        try:
-            entry = await kv.get(f"p{p}")
-        except Exception:  # noqa: BLE001 - a partition with no device
-            continue
-        with np.load(io.BytesIO(entry.value)) as npz:
-            assert str(npz["format"]) == FORMAT
-            steps.update(zip(npz["devices"].tolist(), npz["steps"].tolist(), strict=True))
+        table, _ = await read_partition(nc.jetstream(), layout, p)
+        rows = table.rows()
+        steps.update(zip(rows["ids"], rows["steps"].tolist(), strict=True))
     await nc.close()
     return steps
 
@@ -307,6 +315,7 @@ def test_kill_9_a_worker_mid_stream_state_is_exactly_once(nats_server, workers, 
         workers.start("a")
         workers.start("b")
         await fleet.wait_stream()
+        await workers.wait_joined()
         await fleet.wait_owners({"a": 2, "b": 2})
         await fleet.publish(40, pause=0.002)
         await fleet.nc.publish("sensors.dev0x.imu", b"{not json")  # poison: answered, acknowledged
@@ -317,6 +326,7 @@ def test_kill_9_a_worker_mid_stream_state_is_exactly_once(nats_server, workers, 
         await fleet.wait_owners({"b": 4}, timeout=LEASE_TTL + 5)  # its leases expired: b took them over
         await fleet.publish(40, pause=0.002)
         workers.start("a")  # rejoins: b releases two partitions (checkpointed) and a claims them
+        await workers.wait_joined()
         await fleet.wait_owners({"a": 2, "b": 2}, timeout=LEASE_TTL + 5)
         await fleet.publish(80, pause=0.002)
         result = await fleet.finish(model, workers.logs)
@@ -324,7 +334,7 @@ def test_kill_9_a_worker_mid_stream_state_is_exactly_once(nats_server, workers, 
         # next owner answers it again, identically (at least once, deduplicable by subject and seq).
         answers: dict[tuple[str, int], dict] = {}
         for e in fleet.errors:
-            assert answers.setdefault((e["subject"], e["seq"]), e) == e, (answers, e)
+            assert answers.setdefault((e["topic"], e["seq"]), e) == e, (answers, e)
         result["errors"] = sorted(e["reason"] for e in answers.values())
         return result
 
@@ -414,6 +424,7 @@ def test_ten_sigkill_trials_in_a_row(trial, nats_server, workers, tiny_file) -> 
         workers.start("a")
         workers.start("b")
         await fleet.wait_stream()
+        await workers.wait_joined()
         await fleet.wait_owners({"a": 2, "b": 2})
         await fleet.publish(60 + 7 * trial, pause=0.001)
         workers.kill("a" if trial % 2 else "b")
@@ -453,6 +464,7 @@ def test_whole_group_killed_and_restarted(nats_server, workers, tiny_file) -> No
         workers.start("a")
         workers.start("b")
         await fleet.wait_stream()
+        await workers.wait_joined()
         await fleet.wait_owners({"a": 2, "b": 2})
         await fleet.publish(90, pause=0.001)
         workers.kill("a")
@@ -480,7 +492,8 @@ def test_four_workers_eight_partitions_one_killed_mid_stream(nats_server_8, tiny
         for name in "abcd":
             group.start(name)
         await fleet.wait_stream()
-        await fleet.wait_owners({name: 2 for name in "abcd"}, timeout=30)
+        await group.wait_joined()
+        await fleet.wait_owners({name: 2 for name in "abcd"}, timeout=60)  # four starts on a loaded box
         await fleet.publish(800)
         group.kill("c")
         await fleet.publish(800)
@@ -513,6 +526,7 @@ def test_a_worker_killed_inside_a_checkpoint_cycle(point, nats_server, workers, 
         workers.start("a", crash=f"{point}:3")
         workers.start("b")
         await fleet.wait_stream()
+        await workers.wait_joined()
         await fleet.wait_owners({"a": 2, "b": 2})
         await fleet.publish(120, pause=0.003)
         assert workers.wait_exit("a", timeout=20) == -signal.SIGKILL, workers.logs()

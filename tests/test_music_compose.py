@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.cli import main
-from zoo.compose import count_notes, generate, sample_frame
+from rnnzoo.cli import main
 from zoo.data import music
+from zoo.music import count_notes, generate, sample_frame
 from zoo.step import StepModel
 from zoo.tasks.music import with_start
 
@@ -110,7 +110,16 @@ def test_cli_bad_options_are_one_line(tmp_path, capsys, options, expected) -> No
 def test_cli_bad_options_never_print_a_traceback(tmp_path) -> None:
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "compose", MODEL, "--out", str(tmp_path / "x.mid"), *options],
+            [
+                sys.executable,
+                "-m",
+                "rnnzoo.cli",
+                "compose",
+                MODEL,
+                "--out",
+                str(tmp_path / "x.mid"),
+                *options,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,4 +1,4 @@
-"""Patient visits (issue 17): the PBC loader, the patient split, masked labels, and the shipped risk model."""
+"""Patient visits: the PBC loader, the patient split, masked labels, and the shipped risk model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.cli import main
+from rnnzoo.cli import main
 from zoo.data import patients
 from zoo.step import StepModel
 from zoo.tasks.patients import (

@@ -124,7 +124,7 @@ def test_feature_domain_noise_matches_waveform_noise_at_the_same_snr() -> None:
     speech_frames = np.array([front.n_frames(int(0.6 * 16000))])
     white = {"white": 0.0}
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(speech, "NOISE_COLOURS", white)
+        m.setattr("zoo.data.speech.augment.NOISE_COLOURS", white)  # the module augment_features reads
         aug = speech.augment_features(
             clean[None], speech_frames, front, rng, snr_db=(10, 10), gain_db=0, time_mask=0, freq_mask=0
         )[0]

@@ -6,8 +6,8 @@ import pytest
 
 from zoo.builder import Architecture, build_model
 from zoo.losses import LOSSES
-from zoo.speech import ctc_decode, edit_distance, vote_transcripts
-from zoo.tasks.speech import detect, error_rates, score_detections
+from zoo.speech import Detector, ctc_decode, edit_distance, vote_transcripts
+from zoo.tasks.speech import choose_operating_point, error_rates, score_detections, scored
 
 
 def _log(p: list[list[float]]) -> np.ndarray:
@@ -78,7 +78,51 @@ def test_ctc_head_trains_a_tiny_model() -> None:
 def test_detect_fires_once_per_refractory_period() -> None:
     scores = np.zeros(300)
     scores[[10, 11, 12, 40, 100, 250]] = 0.9
-    assert detect(scores, 0.5, refractory=50) == [10, 100, 250]
+    assert Detector(0.5, refractory=50).detect(scores) == [10, 100, 250]
+
+
+def test_smoothing_averages_the_last_frames_and_streams_bit_for_bit() -> None:
+    probs = np.zeros(200)
+    probs[[20, 21, 22]] = 0.9  # three frames: a smoothed score of 0.9 * 3 / 5 = 0.54 at frame 22
+    probs[100] = 0.99  # one frame: 0.198 after smoothing over five
+    detector = Detector(0.5, smoothing=5, refractory=50)
+    assert detector.scores(probs)[22] == pytest.approx(0.54)
+    assert detector.detect(probs) == [22] and Detector(0.5).detect(probs) == [20, 100]
+    rng = np.random.default_rng(0)
+    noisy = rng.uniform(size=(3, 400)) ** 4
+    for smoothing in (1, 2, 7):
+        detector = Detector(0.3, smoothing, refractory=20)
+        scores = detector.scores(noisy)
+        for row, row_scores in zip(noisy, scores, strict=True):
+            stream = detector.stream()
+            fired = [(t, stream.push(p)) for t, p in enumerate(row)]
+            assert [t for t, s in fired if s is not None] == detector.detect(row)
+            assert all(s == row_scores[t] for t, s in fired if s is not None)  # the same float, not close
+
+
+def test_operating_point_is_the_fewest_false_alarms_at_the_detection_floor() -> None:
+    points = {
+        Detector(0.3, 1): {"false_alarms_per_hour": 9.0, "detection_rate": 0.95},
+        Detector(0.6, 1): {"false_alarms_per_hour": 3.0, "detection_rate": 0.91},
+        Detector(0.4, 5, 100): {"false_alarms_per_hour": 3.0, "detection_rate": 0.93},
+        Detector(0.8, 5): {"false_alarms_per_hour": 0.5, "detection_rate": 0.85},
+    }
+    assert choose_operating_point(points)[0] == Detector(0.4, 5, 100)
+    # nothing detects 0.90: the most sensitive point within 2 false alarms per hour
+    weak = {key: {**r, "detection_rate": r["detection_rate"] - 0.2} for key, r in points.items()}
+    detector, rule = choose_operating_point(weak)
+    assert detector == Detector(0.8, 5) and "no point detects" in rule
+
+
+def test_false_alarms_on_keyword_free_audio_count_in_the_rate() -> None:
+    probs = np.zeros((1, 100))
+    probs[0, 30] = 0.9  # finds the keyword at frames 20-40
+    negatives = np.zeros((2, 500))
+    negatives[0, [100, 400]] = 0.9  # two false alarms
+    r = scored(Detector(0.5), probs, np.array([[0, 20, 40]]), negatives, frame_seconds=0.02)
+    assert r["detection_rate"] == 1.0 and r["false_alarms"] == 2
+    assert r["keyword_free_audio"] == {"false_alarms": 2, "hours": round(1000 * 0.02 / 3600, 4)}
+    assert r["false_alarms_per_hour"] == pytest.approx(2 / (1100 * 0.02 / 3600))
 
 
 def test_detections_are_scored_against_keyword_windows() -> None:

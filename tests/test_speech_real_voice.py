@@ -1,4 +1,4 @@
-"""Issue 16: human-derived voices, channel augmentation, the voice-activity step, and real recorded speech.
+"""Human-derived voices, channel augmentation, the voice-activity step, and real recorded speech.
 
 Quick tests render a word or two at most; the slow test re-measures the shipped models' real-voice figures
 (scripts/real_voice_eval.py) against their cards.
@@ -238,7 +238,8 @@ def _stand_in_validation_person(script, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="setup.sh")
-@pytest.mark.parametrize("combine", ["vote", "average"])
+# The shipped combination (vote) in the quick suite; averaging, the documented failure, in the slow one (10 s).
+@pytest.mark.parametrize("combine", ["vote", pytest.param("average", marks=pytest.mark.slow)])
 def test_validation_scores_members_alone_and_combined(combine: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--ctc-members`` with the shipped digit model twice: each alone scores what the model scores, and
     two identical models combined, by either rule, score the same again."""

@@ -362,15 +362,22 @@ def test_a_flood_of_fake_ids_cannot_lock_out_a_real_device(mosquitto, collector_
     col = collector_factory(mosquitto.port, ["predictions/real/#", "errors/real"])
     pub = publisher(mosquitto.port)
     x = json.dumps({"values": [1, 2, 3]})
-    for i in range(2000):
-        pub.publish(f"sensors/fake{i}/imu", x)
-    time.sleep(1.1)  # the admission bucket refills
-    pub.publish("sensors/real/imu", x)
-    assert col.wait_for(lambda: col.count("predictions/real/") == 1), col.of("errors/real")
-    counters = svc._counters()
-    assert counters["refused_rate"] >= 1800 and len(svc.routes[0].table) <= 50
-    stop_service(svc, thread)
-    pub.loop_stop()
+    try:
+        start = time.monotonic()
+        for i in range(2000):
+            pub.publish(f"sensors/fake{i}/imu", x)
+        time.sleep(1.1)  # the admission bucket refills
+        pub.publish("sensors/real/imu", x)
+        assert col.wait_for(lambda: col.count("predictions/real/") == 1), col.of("errors/real")
+        elapsed = time.monotonic() - start
+        counters = svc._counters()
+        # At most: the table's 50 free places, the bucket's burst (100) and its refill (100/s) while the flood
+        # was handled — however slowly a loaded machine handled it; every other fake id is refused.
+        assert counters["refused_rate"] >= 2000 - 50 - 100 - 100 * elapsed, (counters, elapsed)
+        assert len(svc.routes[0].table) <= 50
+    finally:
+        stop_service(svc, thread)
+        pub.loop_stop()
 
 
 # -- snapshots --------------------------------------------------------------------------------------------------

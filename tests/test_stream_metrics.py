@@ -83,7 +83,7 @@ def test_scraped_counts_equal_what_was_sent(served) -> None:
     devices, per_device, not_json, short = ["m1", "m2", "m3"], 60, 7, 5
     scrapes: list[int] = []
     scraper = threading.Thread(target=lambda: [scrapes.append(get(served, "/metrics")[0]) for _ in range(5)])
-    t0 = time.time()
+    t0 = time.time() - 1.0  # stamps in the past: a quick answer still has a latency >= 0
     for k in range(per_device):
         for d in devices:
             pub.publish(f"sensors/{d}/imu", json.dumps({"values": [0.1 * k, 0.2, -0.3], "t": t0 + k * 1e-3}))

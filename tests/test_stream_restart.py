@@ -153,7 +153,7 @@ def test_rnnzoo_serve_of_a_step_model_never_loads_tensorflow(mosquitto, collecto
     tiny_model(seed=3).save(tmp_path / "tiny.keras")
     col = collector_factory(mosquitto.port, ["rnnzoo/status", "predictions/#"])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zoo.cli", "serve", "--model", str(tmp_path / "tiny.keras"), "--topic",
+        [sys.executable, "-m", "rnnzoo.cli", "serve", "--model", str(tmp_path / "tiny.keras"), "--topic",
          "sensors/+/imu", "--broker", mosquitto.url],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -218,16 +218,16 @@ def test_qos1_readings_sent_while_the_service_is_down_arrive_after_a_restart(
                 5
             )
 
-    import streaming.service
+    import streaming.mqttconn
 
-    monkeypatch.setattr(streaming.service.os, "getpid", lambda: 1111)  # the first process…
+    monkeypatch.setattr(streaming.mqttconn.os, "getpid", lambda: 1111)  # the first process…
     svc, thread = start_service(mosquitto.url, model, **settings)
     send(range(10))
     assert col.wait_for(lambda: col.count("predictions/d1/") >= 10)
     first_id = svc.client_id()
     stop_service(svc, thread)
     send(range(10, 20))  # nobody is subscribed under this id now: the broker queues them for the session
-    monkeypatch.setattr(streaming.service.os, "getpid", lambda: 2222)  # …and the restarted one
+    monkeypatch.setattr(streaming.mqttconn.os, "getpid", lambda: 2222)  # …and the restarted one
     svc, thread = start_service(mosquitto.url, model, **settings)
     assert svc.client_id() == first_id
     assert col.wait_for(lambda: col.count("predictions/d1/") >= 20), col.count("predictions/d1/")

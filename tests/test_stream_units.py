@@ -77,11 +77,23 @@ def test_devices_of_the_batch_being_built_are_never_evicted_for_a_newcomer() -> 
     assert table.slot("c", 1.0) == FULL and table.counters["refused_full"] == 1  # both seen in this batch
 
 
+def test_a_fleet_starting_at_once_is_admitted_while_there_is_room_only_churn_pays_the_cap() -> None:
+    table = StateTable(state_size=4, max_devices=20_000, initial_capacity=8, max_new_per_s=1000)
+    fleet = [table.slot(f"dev{i}", now=0.0) for i in range(10_000)]  # 10x the cap, in one instant
+    assert min(fleet) >= 0 and table.counters["refused_rate"] == 0
+    full = StateTable(state_size=4, max_devices=100, initial_capacity=8, max_new_per_s=50)
+    for i in range(100):
+        full.slot(f"old{i}", now=0.0)
+    churn = [full.slot(f"fake{i}", now=1.0) for i in range(300)]  # each would evict a recently seen device
+    assert sum(s >= 0 for s in churn) == 50 and full.counters["refused_rate"] == 250
+    assert full.slot("fake0", now=1.0) >= 0 and len(full) == 100  # a known device is never rate limited
+
+
 def test_new_device_cap_and_compaction_after_a_mass_eviction() -> None:
     table = StateTable(state_size=4, max_devices=100_000, ttl_s=1, initial_capacity=8, max_new_per_s=1000)
     admitted = [table.slot(f"fake{i}", now=0.0) for i in range(1500)]
-    assert sum(s >= 0 for s in admitted) == 1000 and table.counters["refused_rate"] == 500
-    assert table.slot("fake0", now=0.0) >= 0  # a known device is never rate limited
+    assert min(admitted) >= 0 and table.counters["refused_rate"] == 0  # room: no cap
+    assert table.slot("fake0", now=0.0) >= 0
     for i in range(20):  # refilled at 1000/s
         table.slot(f"more{i}", now=1.0 + i)
     assert table.capacity >= 1024
@@ -158,29 +170,38 @@ def test_runtime_setting_and_swap() -> None:
 
 
 def test_prediction_encoder_writes_what_json_dumps_writes() -> None:
-    """The worker's templated prediction bytes equal json.dumps of the message dict, key for key."""
+    """The one prediction schema (both transports): templated bytes equal json.dumps of the message dict, key for
+    key — "seq" only where the transport adds it, "probabilities" beside "label" for classifiers."""
     rng = np.random.default_rng(0)
     outputs = rng.normal(size=(5, 3)).astype(np.float32) * np.float32(1e-3) ** rng.integers(0, 4, (5, 1))
     outputs[0, 0] = -0.0
     names = ["walk", 'up "stairs"', "naïve"]
-    seqs, steps, parts, times = (
+    seqs, steps, parts, times, partial = (
         [1, 2, 3, 4, 10**12],
         [0, 5, 6, 7, 8],
         [-1, 0, 1, -1, -1],
         [None, 1.5, 2e16, None, 3.0],
+        [True, False, False, True, False],
     )
     for class_names in (None, names):
-        got = PredictionEncoder(3, class_names).encode(seqs, steps, outputs, parts, times)
-        rows = np.round(outputs.astype(np.float64), 8).tolist()
-        for i, body in enumerate(got):
-            msg: dict = {"seq": seqs[i], "step": steps[i], "outputs": rows[i]}
-            if parts[i] >= 0:
-                msg["reading"] = parts[i]
-            if class_names:
-                msg["label"] = class_names[int(np.argmax(outputs[i]))]
-            if times[i] is not None:
-                msg["t"] = times[i]
-            assert body == json.dumps(msg, allow_nan=False).encode()
+        for with_seq in (True, False):
+            got = PredictionEncoder(3, class_names).encode(
+                seqs if with_seq else None, steps, outputs, parts, times, partial
+            )
+            rows = np.round(outputs.astype(np.float64), 8).tolist()
+            for i, body in enumerate(got):
+                msg: dict = {"seq": seqs[i]} if with_seq else {}
+                msg |= {"step": steps[i], "outputs": rows[i]}
+                if class_names:
+                    msg["label"] = class_names[int(np.argmax(outputs[i]))]
+                    msg["probabilities"] = dict(zip(class_names, rows[i], strict=True))
+                if parts[i] >= 0:
+                    msg["reading"] = parts[i]
+                if times[i] is not None:
+                    msg["t"] = times[i]
+                if partial[i]:
+                    msg["partial"] = True
+                assert body == json.dumps(msg, allow_nan=False).encode()
 
 
 def test_wave_index_counts_each_devices_earlier_readings() -> None:

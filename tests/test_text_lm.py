@@ -164,7 +164,7 @@ def test_shipped_generation_is_seeded_and_fast() -> None:
 )
 def test_cli_generate_refuses_bad_input_in_one_line(args, capsys) -> None:
     # In process: main() is what turns an error into one line (subprocess runs elsewhere check no stray output).
-    from zoo.cli import main
+    from rnnzoo.cli import main
 
     assert main(["generate", LM, *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -1,6 +1,5 @@
 """Translation: gettext corpus, tokenizer round trip, greedy == beam width 1, shipped model vs card, CLI errors."""
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +9,9 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo import translation as tr
 from zoo.builder import build_seq2seq
 from zoo.tasks.translation import EN_FR
-
-# `zoo.translate` is the public function; the module is reached through importlib.
-tr = importlib.import_module("zoo.translate")
 
 NAME = "translate-en-fr-gru"
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,14 +93,14 @@ def test_shipped_model_re_evaluates_to_its_card() -> None:
 @shipped
 def test_cli_translates_and_bad_input_is_one_line(capsys) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "translate", NAME, "Cannot open file", "--beam", "3"],
+        [sys.executable, "-m", "rnnzoo.cli", "translate", NAME, "Cannot open file", "--beam", "3"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=120,
     )
     assert ok.returncode == 0 and len(ok.stdout.strip().splitlines()) == 1, ok.stderr
-    from zoo.cli import main
+    from rnnzoo.cli import main
 
     for sentence, words in (("   ", "is empty"), ("word " * 60, "at most 40")):
         assert main(["translate", NAME, sentence]) == 2  # in process: main() is what turns errors into a line

@@ -17,7 +17,7 @@ def _build_wheel(out: Path) -> Path:
     # Built from a fresh copy of what the project ships: setuptools never deletes stale files from a checkout's
     # build/ folder, so a module removed from the tree could still ride along in a wheel built in place.
     source = out.parent / "source"
-    for item in ("zoo", "streaming", "saved_models"):
+    for item in ("rnnzoo", "zoo", "streaming", "saved_models"):
         shutil.copytree(ROOT / item, source / item, ignore=shutil.ignore_patterns("__pycache__"))
     for item in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / item, source / item)
@@ -30,7 +30,11 @@ def _build_wheel(out: Path) -> Path:
 def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path / "dist")
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {p.relative_to(ROOT).as_posix() for d in ("zoo", "streaming") for p in (ROOT / d).rglob("*.py")}
+    sources = {
+        p.relative_to(ROOT).as_posix()
+        for d in ("rnnzoo", "zoo", "streaming")
+        for p in (ROOT / d).rglob("*.py")
+    }
     shipped = {n for n in names if n.endswith(".py")}
     assert sources == shipped, f"missing: {sorted(sources - shipped)}, stale: {sorted(shipped - sources)}"
     models = {
@@ -38,6 +42,8 @@ def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path
     }
     assert models and models <= names, f"model files missing from the wheel: {sorted(models - names)[:5]}"
     assert "zoo/card.schema.json" in names  # the cards' schema travels with the package that reads them
+    page = {p.relative_to(ROOT).as_posix() for p in (ROOT / "streaming" / "static").rglob("*") if p.is_file()}
+    assert page and page <= names, f"live page files missing from the wheel: {sorted(page - names)}"  # no CDN
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
