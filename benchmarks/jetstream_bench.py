@@ -132,6 +132,15 @@ async def wait_ready(nc, layout: Layout, sut: str, timeout: float = 60.0) -> Non
     raise TimeoutError(f"{sut} never became ready")
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux): rows measured on different machines are not comparable."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -159,6 +168,7 @@ async def throughput(
     n_outputs: int,
     class_names: list[str] | None = None,
     profile: str | None = None,
+    server_pid: int | None = None,
 ) -> dict:
     import nats
 
@@ -184,10 +194,19 @@ async def throughput(
     ready_at, ready_n = time.monotonic(), len(sink.seen)
     procs = processes(proc)
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    # Beside the SUT: the server's and this process's (the prediction sink's) CPU, and the whole machine's busy
+    # cores, so a row shows whether the drain was bound by the CPU (every core busy) or by waiting.
+    others = {"server": psutil.Process(server_pid) if server_pid else None, "sink": psutil.Process()}
+    others_before = {k: sum(p.cpu_times()[:2]) for k, p in others.items() if p is not None}
+    machine_before = psutil.cpu_times()
     deadline = time.monotonic() + 600
     while len(sink.seen) < total and time.monotonic() < deadline and proc.poll() is None:
         await asyncio.sleep(0.05)
     cpu = sum(sum(p.cpu_times()[:2]) for p in procs if p.is_running()) - cpu_before
+    others_cpu = {k: sum(others[k].cpu_times()[:2]) - v for k, v in others_before.items()}
+    machine_after = psutil.cpu_times()
+    idle = (machine_after.idle + machine_after.iowait) - (machine_before.idle + machine_before.iowait)
+    busy = sum(machine_after) - sum(machine_before) - idle
     rss = [p.memory_info().rss / 2**20 for p in procs if p.is_running()]
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -204,6 +223,8 @@ async def throughput(
         "cpu_s": round(cpu, 1),
         "cpu_per_1k_readings_s": round(1000 * cpu / max(1, measured), 3),
         "cpu_share": round(cpu / elapsed, 2) if elapsed > 0 else None,
+        **{f"{k}_cpu_share": round(v / elapsed, 2) if elapsed > 0 else None for k, v in others_cpu.items()},
+        "machine_busy_cores": round(busy / elapsed, 2) if elapsed > 0 else None,
         "rss_mb_per_process": [round(r) for r in rss],
         "processes": len(procs),
     }
@@ -496,6 +517,7 @@ def main() -> int:
                         served.engine.n_outputs,
                         served.class_names,
                         args.profile,
+                        server.proc.pid if server.proc else None,
                     )
                 )
                 row["repeat"] = repeat
@@ -532,6 +554,7 @@ def main() -> int:
         "model": args.model,
         "machine": {
             "cpus": os.cpu_count(),
+            "cpu_model": cpu_model(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
