@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from streaming.core import REJECTED_DEVICE, ErrorAnswers, PredictionEncoder, refuse_device, step_payloads
+from streaming.core import (
+    REJECTED_DEVICE,
+    Answering,
+    ErrorAnswers,
+    PredictionEncoder,
+    refuse_device,
+    step_payloads,
+)
 from streaming.jetstream import Layout, token_safe
 from streaming.logs import LogBudget
 from streaming.state import StateTable
@@ -27,7 +34,7 @@ _DEVICE, _REFUSED, _RESET = itemgetter(0), itemgetter(1), itemgetter(3)
 ROUTE_CACHE = 250_000
 
 
-class Answers:
+class Answers(Answering):
     """One worker's answering of readings: its counters, refusals by reason, the route cache and the outbox.
 
     Args:
@@ -55,7 +62,6 @@ class Answers:
         self.outbox: list[tuple[str, bytes]] = []  # (subject, payload), published by the worker after a batch
         window = getattr(served.engine, "window", 0) if served.mode == "window" else 0
         self.encoder = PredictionEncoder(served.engine.n_outputs, served.class_names, window)
-        self._observer: Any = None
         self._log_budget = LogBudget(log)
         self.refusals = ErrorAnswers(
             self.counters,
@@ -68,15 +74,6 @@ class Answers:
         # Set when metrics are on (`streaming.metrics.Histogram`): each engine call, and stream time to publish.
         self.step_seconds: Any = None
         self.latency_seconds: Any = None
-
-    @property
-    def observer(self) -> Any:
-        """The live page's feed (`streaming.live.LiveFeed`, `--ui`), told of every answer; None: off."""
-        return self._observer
-
-    @observer.setter
-    def observer(self, feed: Any) -> None:
-        self._observer = self.refusals.observer = feed
 
     def step(self, table: StateTable, msgs: list[Any], positions: list[tuple[int, int]]) -> None:
         """Answer one fetched batch in stream order: its readings stepped (`_step_guarded`), a reset applied

@@ -398,6 +398,23 @@ def error_body(reason: str, detail: str, source: str, **extra: Any) -> str:
     return json.dumps(body)
 
 
+class Answering:
+    """What the two transports' answerers (`streaming.routing.Routing` for MQTT, `streaming.answers.Answers` for
+    JetStream) share above their `refusals` (`ErrorAnswers`): the live page's feed, held once by the error
+    answers, so a batch's predictions and its errors reach the same feed."""
+
+    refusals: ErrorAnswers
+
+    @property
+    def observer(self) -> Any:
+        """The live page's feed (`streaming.live.LiveFeed`, `--ui`), told of every answer; None: off."""
+        return self.refusals.observer
+
+    @observer.setter
+    def observer(self, feed: Any) -> None:
+        self.refusals.observer = feed
+
+
 class ErrorAnswers:
     """Refused messages answered alike in both transports: counted by (model, reason), told to the live page,
     published as `error_body` where `destination(device)` says, and logged within the log budget (one kind

@@ -18,7 +18,14 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from streaming.config import Binding, Settings
-from streaming.core import REJECTED_DEVICE, ErrorAnswers, PredictionEncoder, refuse_device, step_payloads
+from streaming.core import (
+    REJECTED_DEVICE,
+    Answering,
+    ErrorAnswers,
+    PredictionEncoder,
+    refuse_device,
+    step_payloads,
+)
 from streaming.logs import LogBudget
 from streaming.models import ServedModel
 from streaming.state import StateTable
@@ -68,7 +75,7 @@ class Route:
         return topic
 
 
-class Routing:
+class Routing(Answering):
     """The bindings at run time and the answering of their messages.
 
     Args:
@@ -98,16 +105,6 @@ class Routing:
         )
         self._route_cache: dict[str, tuple[Route | None, str, bool, str | None]] = {}
         self.ha: Discovery | None = None  # Home Assistant discovery, when on
-        self._observer: Any = None
-
-    @property
-    def observer(self) -> Any:
-        """The live page's feed (`streaming.live.LiveFeed`, `--ui`), told of every answer; None: off."""
-        return self._observer
-
-    @observer.setter
-    def observer(self, feed: Any) -> None:
-        self._observer = self.refusals.observer = feed
 
     # -- answering --------------------------------------------------------------------------------------------
 
