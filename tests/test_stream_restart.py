@@ -173,6 +173,7 @@ def test_rnnzoo_serve_of_a_step_model_never_loads_tensorflow(mosquitto, collecto
         pub.loop_stop()
 
 
+@pytest.mark.slow  # 14 s: three export children
 def test_a_restart_reuses_the_exported_step_model_without_starting_tensorflow(tmp_path, monkeypatch) -> None:
     import streaming.models as models
 

@@ -127,10 +127,9 @@ def test_tiny_char_lm_trains_and_exports_its_vocabulary(tmp_path, monkeypatch) -
 
 
 @shipped
-def test_shipped_char_lm_matches_its_card_and_beats_the_ngram() -> None:
+def test_shipped_char_lm_card_beats_the_ngram() -> None:
+    # Its test figures are re-measured by tests/test_shipped_models.py::test_re_evaluation_matches_card.
     card = zoo.card(LM)
-    fresh = zoo.evaluate(LM)
-    assert abs(fresh["bits_per_character"] - card.test_metrics["bits_per_character"]) <= 2e-3
     m, b = card.test_metrics, card.baselines
     assert (
         m["bits_per_character"]

@@ -148,13 +148,11 @@ def test_tiny_wordpiece_model_starts_from_the_pretrained_vectors(tmp_path, monke
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_shipped_sentiment_model_matches_its_card(name) -> None:
+def test_shipped_sentiment_card_beats_majority_and_states_its_comparisons(name) -> None:
+    # Its test figures are re-measured by tests/test_shipped_models.py::test_re_evaluation_matches_card.
     if name not in zoo.list_models():
         pytest.skip(f"{name} is not trained yet")
     card = zoo.card(name)
-    fresh = zoo.evaluate(name)
-    for key in ("accuracy", "macro_f1"):
-        assert abs(fresh[key] - card.test_metrics[key]) <= 1e-3, key
     assert card.test_metrics["accuracy"] > card.baselines["majority_class"]["accuracy"] + 0.2
     # The BiLSTM reads pretrained word pieces (its own task); the GRU and SimpleRNN share a recipe.
     if name == "sentiment-bilstm":

@@ -95,6 +95,7 @@ def test_balanced_class_weights_make_every_class_count_equally() -> None:
         class_weights(np.zeros((3, 5), "int64"), 2)
 
 
+@pytest.mark.slow  # 8 s: three seeds trained
 def test_an_ensemble_recipe_trains_each_seed_as_alone_and_ships_them_stacked(tmp_path, monkeypatch) -> None:
     """members=2 trains seeds 0 and 1, each exactly as a one-model run of that seed, and ships them stacked.
     Only CTC decoding combines members, and the CTC task's data takes minutes to render, so this runs the loop on

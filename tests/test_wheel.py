@@ -10,6 +10,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,6 +29,7 @@ def _build_wheel(out: Path) -> Path:
     return wheel
 
 
+@pytest.mark.slow  # 16 s: builds and installs the wheel
 def test_wheel_installed_elsewhere_lists_verifies_and_loads_every_model(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path / "dist")
     names = set(zipfile.ZipFile(wheel).namelist())
