@@ -43,6 +43,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from results_file import cpu_model, write_json  # noqa: E402
+
 from streaming.jetstream import Layout, LocalNatsServer  # noqa: E402
 
 DEFAULT_MODEL = "activity-gru-causal"
@@ -130,15 +132,6 @@ async def wait_ready(nc, layout: Layout, sut: str, timeout: float = 60.0) -> Non
         except Exception:  # noqa: BLE001 - bucket or keys not there yet
             continue
     raise TimeoutError(f"{sut} never became ready")
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux): rows measured on different machines are not comparable."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
 
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -571,8 +564,7 @@ def main() -> int:
         "command": "python benchmarks/jetstream_bench.py " + " ".join(sys.argv[1:]),
     }
     print_table(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Where a benchmark's result goes: one JSON file (``--json PATH``), written whole."""
+"""Where a benchmark's result goes: one JSON file (``--json PATH``), written whole; and the machine it ran on."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def write_json(path: str | Path | None, result: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux's /proc/cpuinfo; None elsewhere): rows measured on different machines are
+    not comparable."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
