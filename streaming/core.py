@@ -117,6 +117,9 @@ def admit(
     'device limit reached' (full of devices seen at this instant) or 'new device rate limit' (churn over the
     cap). Returns (slots, refusals)."""
     per_row = not isinstance(seen, (int, float))
+    held = _touch_held(table, devices, seen, per_row)
+    if held is not None:
+        return held, []
     slot = table.slot
     slots = np.fromiter(
         map(slot, devices, seen) if per_row else (slot(d, seen) for d in devices),  # type: ignore[arg-type]
@@ -132,6 +135,39 @@ def admit(
                 refusals.append((i, "new device rate limit", f"max_new_devices_per_s={table.max_new_per_s}"))
         slots[slots < 0] = -1
     return slots, refusals
+
+
+def _touch_held(
+    table: StateTable, devices: Sequence[str], seen: float | Sequence[float], per_row: bool
+) -> np.ndarray | None:
+    """`admit` in a few vector passes for the common batch — every device already held, none idle past its TTL:
+    the slots, each marked seen (the last row of a device wins, as row by row). None for any other batch
+    (a newcomer, an expiry), which `table.slot` then takes row by row; nothing is changed then."""
+    found = table.held(list(devices))
+    if not found or None in found:
+        return None
+    slots = np.array(found, dtype=np.int64)
+    if not per_row:
+        if table.ttl_s is not None and (table.last_seen[slots] < seen - table.ttl_s).any():
+            return None
+        table.last_seen[slots] = seen
+        table.dirty[slots] = True
+        return slots
+    times = np.asarray(seen, dtype=np.float64)
+    order = np.argsort(slots, kind="stable")
+    ordered, at = slots[order], times[order]
+    later = ordered[1:] == ordered[:-1]  # a device's second and later rows of the batch, in arrival order
+    if table.ttl_s is not None:
+        before = table.last_seen[
+            ordered
+        ]  # when each row's device was seen before it: the table, or its last row
+        before[1:][later] = at[:-1][later]
+        if (before < at - table.ttl_s).any():
+            return None
+    last = np.r_[~later, True]  # each device's last row
+    table.last_seen[ordered[last]] = at[last]
+    table.dirty[slots] = True
+    return slots
 
 
 def stale_rows(table: StateTable, slots: np.ndarray, t: np.ndarray) -> list[int]:
@@ -182,7 +218,8 @@ def step_readings(
 
     n = len(devices)
     slots, refusals = admit(table, devices, now if seen is None else seen)
-    t = np.full(n, np.nan) if t is None else np.asarray(t, dtype=np.float64)
+    no_t = t is None  # no row has a time stamp of its own
+    t = np.full(n, np.nan) if no_t else np.asarray(t, dtype=np.float64)
     for i in stale_rows(table, slots, t):
         refusals.append((i, "stale timestamp", f"t={t[i]!r} is not after {float(table.last_t[slots[i]])!r}"))
         slots[i] = -1
@@ -207,15 +244,23 @@ def step_readings(
             # A reading that would make the state or the output non-finite is refused, not committed: one such
             # reading would otherwise poison that device's state for good.
             finite = np.isfinite(new_state).all(axis=1) & np.isfinite(out).all(axis=1)
-            if not finite.all():
+            if finite.all():  # the common wave: no masks
+                good = idx
+            else:
                 refusals += [
                     (i, "non-finite result", "the reading drives the model out of range")
                     for i in idx[~finite].tolist()
                 ]
-            good = idx[finite]
-            table.commit(s[finite], new_state[finite], now, t[good])
-            outputs[good] = out[finite]
-            steps[good] = before[finite]
+                good, s, new_state, out, before = (
+                    idx[finite],
+                    s[finite],
+                    new_state[finite],
+                    out[finite],
+                    before[finite],
+                )
+            table.commit(s, new_state, now, None if no_t else t[good])
+            outputs[good] = out
+            steps[good] = before
             ok[good] = True
     refusals.sort(key=lambda r: r[0])
     return Stepped(ok, outputs, steps, refusals)

@@ -132,6 +132,10 @@ class StateTable:
             return True
         return False
 
+    def held(self, devices: list[str]) -> list[int | None]:
+        """Each device's slot, or None where the table does not hold it; nothing is marked seen."""
+        return list(map(self._slot_of.get, devices))
+
     def slot(self, device: str, now: float) -> int:
         """The device's slot (marked seen at `now`), adding it with zero state if new; FULL or RATE_LIMITED
         when a new device cannot be admitted."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streaming.core import DevicePolicy, refuse_device, step_readings, wave_index
+from streaming.core import DevicePolicy, admit, refuse_device, step_readings, wave_index
 from streaming.state import StateTable
 
 
@@ -109,3 +111,38 @@ def test_stats_counters_add_the_tables_own_and_their_evictions() -> None:
     b.counters.update(evicted_lru=3)
     merged = table_counters({"readings": 5}, [a, b])
     assert merged == {"readings": 5, "evicted_idle": 2, "refused_rate": 1, "evicted_lru": 3, "evicted": 5}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 4), st.floats(0.0, 12.0)), min_size=1, max_size=12),
+        min_size=1,
+        max_size=4,
+    ),
+    per_row=st.booleans(),
+)
+def test_admission_in_vector_passes_equals_admission_row_by_row(batches, per_row: bool) -> None:
+    """`admit` takes a batch of held devices in a few vector passes: the slots, seen times, dirty marks and TTL
+    restarts must be exactly those of `StateTable.slot` row by row, whatever the repeats and gaps (d4 is a
+    newcomer that evicts one, so some batches take the row-by-row path)."""
+    fast, slow = (DevicePolicy(max_devices=4, ttl_s=10.0, max_new_per_s=None).table(Sum()) for _ in range(2))
+    for table in (fast, slow):
+        for d in range(4):
+            table.slot(f"d{d}", 0.0)
+    clock = 0.0
+    for batch in batches:
+        devices = [f"d{d}" for d, _ in batch]
+        seen: list[float] | float = (
+            sorted(clock + gap for _, gap in batch) if per_row else clock + batch[0][1]
+        )
+        clock = max(seen) if per_row else seen
+        got, _ = admit(fast, devices, seen)
+        want = [
+            slow.slot(d, s) for d, s in zip(devices, seen if per_row else [seen] * len(devices), strict=True)
+        ]
+        assert got.tolist() == [w if w >= 0 else -1 for w in want]
+        for name in ("last_seen", "dirty", "steps"):
+            assert getattr(fast, name).tolist() == getattr(slow, name).tolist(), name
+        assert np.array_equal(fast.last_t, slow.last_t, equal_nan=True)
+        assert fast.counters == slow.counters and sorted(fast.devices()) == sorted(slow.devices())
