@@ -2,7 +2,9 @@
 
 One nats-server (JetStream, the partition mapping), started here on free ports. Throughput rows drain a backlog:
 N readings from D devices are stored in the stream first, then the system under test (SUT) starts and the sink
-counts its predictions; readings/s = N / (last prediction - first prediction). SUTs, same run, same server:
+counts its predictions; readings/s = N / (last prediction - first prediction). The backlog is stored once a
+repeat and every SUT of the repeat drains it from the start with fresh consumers, leases and checkpoints, so the
+rows a ratio compares run seconds apart. SUTs, same run, same server:
 
     relay       one process, no model: per partition fetch, JSON decode (the worker's own decoder), publish a
                 prediction made by the worker's own encoder (of model-like probabilities, so as long as the
@@ -88,6 +90,24 @@ async def reset_stream(nc, layout: Layout) -> None:
     await ensure_stream(js, layout)
 
 
+async def reset_sut_state(nc, layout: Layout) -> int:
+    """Every consumer of the partitions, the lease bucket and the checkpoints gone, the stored readings kept:
+    the next SUT drains the same backlog from the start, as if nothing had read it. Returns how many are stored."""
+    js = nc.jetstream()
+    stored = 0
+    for p in range(layout.partitions):
+        name = layout.stream_name(p)
+        for consumer in await js.consumers_info(name):
+            await js.delete_consumer(name, consumer.name)
+        stored += (await js.stream_info(name)).state.messages
+    for name in (f"KV_{layout.lease_bucket}", layout.changelog_stream):
+        try:
+            await js.delete_stream(name)
+        except Exception:  # noqa: BLE001 - not there
+            pass
+    return stored
+
+
 async def publish_backlog(nc, layout: Layout, data: np.ndarray) -> int:
     """Store every reading (devices interleaved) in the stream; returns how many."""
     devices, steps = data.shape[0], data.shape[1]
@@ -162,12 +182,18 @@ async def throughput(
     class_names: list[str] | None = None,
     profile: str | None = None,
     server_pid: int | None = None,
+    fresh_backlog: bool = True,
 ) -> dict:
+    """One row: the SUT drains the backlog (stored first, so it drains as fast as it can). `fresh_backlog`
+    False: the backlog the previous row drained, read again from the start (`reset_sut_state`)."""
     import nats
 
     nc = await nats.connect(url)
-    await reset_stream(nc, layout)
-    total = await publish_backlog(nc, layout, data)  # stored first: the SUT drains it as fast as it can
+    if fresh_backlog:
+        await reset_stream(nc, layout)
+        total = await publish_backlog(nc, layout, data)
+    else:
+        total = await reset_sut_state(nc, layout)
     sink = Sink()
     await nc.subscribe("predictions.>", cb=sink.on_message)
     await nc.flush()
@@ -498,7 +524,9 @@ def main() -> int:
         for repeat in range(
             args.repeats
         ):  # interleaved, so a change in the machine's load hits every SUT alike
-            for sut in args.suts.split(","):
+            # One backlog a repeat, drained by every SUT in turn from its own fresh consumers and state: the rows
+            # compared are seconds apart, not a backlog's publishing apart.
+            for k, sut in enumerate(args.suts.split(",")):
                 row = asyncio.run(
                     throughput(
                         server.url,
@@ -511,6 +539,7 @@ def main() -> int:
                         served.class_names,
                         args.profile,
                         server.proc.pid if server.proc else None,
+                        fresh_backlog=k == 0,
                     )
                 )
                 row["repeat"] = repeat

@@ -78,7 +78,10 @@ class Answers(Answering):
     def step(self, table: StateTable, msgs: list[Any], positions: list[tuple[int, int]]) -> None:
         """Answer one fetched batch in stream order: its readings stepped (`_step_guarded`), a reset applied
         between the readings before and after it, as the MQTT service does."""
-        routes = [self._route(m.subject) for m in msgs]
+        cached = (
+            self._routes.get
+        )  # the common case inline: a method call per reading costs more than the lookup
+        routes = [cached(m.subject) or self._route(m.subject) for m in msgs]
         start = 0
         if self.layout.reset_subject is not None and any(map(_RESET, routes)):
             for i, route in enumerate(routes):

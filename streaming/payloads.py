@@ -225,7 +225,7 @@ def parse_many(
         decoded: list | None = [decode(payload.decode()) for payload in payloads]
     except Exception:  # noqa: BLE001 - not JSON, too deep, too large, another encoding: `parse` says why
         decoded = None
-    if decoded is not None and (plain := _plain_arrays(decoded, n_features)) is not None:
+    if decoded is not None and (plain := _plain_arrays(decoded, n_features, payloads)) is not None:
         n = len(decoded)
         return ParsedBatch(plain, list(range(n)), [-1] * n, [None] * n)
     rows: list[list] = []
@@ -295,18 +295,29 @@ def parse_many(
     return ParsedBatch(values, source, part, times, errors)
 
 
-def _plain_arrays(decoded: list, n_features: int) -> np.ndarray | None:
+# The bytes of a payload that holds nothing but JSON numbers in arrays: no string, object, true, false, null, NaN
+# or Infinity can be written with them, so such a batch's decoded values need no type check.
+_NUMERIC_JSON = b"0123456789+-.eE[], \t\r\n"
+
+
+def _plain_arrays(decoded: list, n_features: int, payloads: Sequence[bytes]) -> np.ndarray | None:
     """The values [n, F] of a batch whose payloads are all bare arrays of F JSON numbers strictly inside
     float32 range (what devices send); None for any other batch, whose payloads are then looked at one by one."""
-    if not decoded or set(map(type, decoded)) != {list}:
+    if not decoded:
         return None
-    if not set(map(type, chain.from_iterable(decoded))) <= _NUMBER_TYPES:
+    if b"".join(payloads).translate(None, _NUMERIC_JSON):  # more than numbers in arrays: check the types
+        if set(map(type, decoded)) != {list}:
+            return None
+        if not set(map(type, chain.from_iterable(decoded))) <= _NUMBER_TYPES:
+            return None
+    try:  # a bare number has no len(); a nested list is no float; an integer beyond float64 overflows
+        if set(map(len, decoded)) != {n_features}:
+            return None
+        flat = np.fromiter(chain.from_iterable(decoded), np.float64, count=len(decoded) * n_features)
+    except (TypeError, ValueError, OverflowError):
         return None
-    try:
-        values = np.array(decoded, dtype=np.float64)
-    except (ValueError, OverflowError):  # rows of different lengths, an integer beyond float64
-        return None
-    if values.shape != (len(decoded), n_features) or not (np.abs(values) < FLOAT32_MAX).all():
+    values = flat.reshape(len(decoded), n_features)
+    if not (np.abs(values) < FLOAT32_MAX).all():
         return None
     return values
 

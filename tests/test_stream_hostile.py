@@ -152,6 +152,17 @@ def test_batch_parsing_equals_parsing_each_payload(payloads: list[bytes]) -> Non
 def test_batch_parsing_of_the_attackers_payloads() -> None:
     edge = [[int(FLOAT32_MAX) + 1, 0, 0], [int(FLOAT32_MAX), 0, 0], [FLOAT32_MAX, 0, 0], [1, 2, 3]]
     _assert_batch_equals_one_by_one(hostile_payloads() + [json.dumps(v).encode() for v in edge])
+    # Batches of nothing but numbers and brackets (the bytes that skip the type check): nested, bare, short,
+    # long, beyond float64, empty.
+    for batch in (
+        [b"[1, 2, 3]", b"[[1, 2, 3]]"],
+        [b"[1, 2, 3]", b"7"],
+        [b"[1, 2, 3]", b"[1, 2]", b"[1, 2, 3, 4]"],
+        [b"[1, 2, 3]", b"[1e999, 2, 3]", b"[" + b"9" * 400 + b", 2, 3]"],
+        [b"[1, 2, 3]", b"[]", b"[[], [], []]", b"[1, [2], 3]"],
+        [b"[1, 2, 3]", b"[1, 2, 3]]", b"[1,, 2, 3]", b"[-0, 1E3, 2.5e-3]"],
+    ):
+        _assert_batch_equals_one_by_one(batch)
 
 
 def test_a_bug_while_parsing_one_payload_of_a_batch_costs_that_payload_only(monkeypatch) -> None:
