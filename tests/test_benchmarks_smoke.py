@@ -115,3 +115,12 @@ def test_gradient_flow_smoke(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "gradient_flow.json").read_text())
     assert {"recall", "activity", "clipping"} <= set(result)
     assert len(list(tmp_path.glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_step_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "step_bench.json"
+    run_bench("step_bench.py", "--rows", "8", "--calls", "3", "--repeats", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert [r["compute_dtype"] for r in result["steps"]] == ["float64", "float32"]
+    assert all(r["us_per_row"] > 0 and r["matmul_flops_per_row"] > 0 for r in result["steps"])
