@@ -76,15 +76,20 @@ class Sink:
         self.arrivals[device].append(now)
 
 
-async def reset_stream(nc, layout: Layout) -> None:
-    """A fresh stream and fresh buckets: every row starts from the same empty state."""
-    js = nc.jetstream()
-    streams = [layout.stream_name(p) for p in range(layout.partitions)]
-    for name in (*streams, f"KV_{layout.lease_bucket}", layout.changelog_stream):
+async def delete_streams(js, names: list[str]) -> None:
+    """Delete each stream (a key-value bucket is the stream KV_<bucket>) that is there."""
+    for name in names:
         try:
             await js.delete_stream(name)
         except Exception:  # noqa: BLE001 - not there
             pass
+
+
+async def reset_stream(nc, layout: Layout) -> None:
+    """A fresh stream and fresh buckets: every row starts from the same empty state."""
+    js = nc.jetstream()
+    streams = [layout.stream_name(p) for p in range(layout.partitions)]
+    await delete_streams(js, [*streams, f"KV_{layout.lease_bucket}", layout.changelog_stream])
     from streaming.jetstream import ensure_stream
 
     await ensure_stream(js, layout)
@@ -100,11 +105,7 @@ async def reset_sut_state(nc, layout: Layout) -> int:
         for consumer in await js.consumers_info(name):
             await js.delete_consumer(name, consumer.name)
         stored += (await js.stream_info(name)).state.messages
-    for name in (f"KV_{layout.lease_bucket}", layout.changelog_stream):
-        try:
-            await js.delete_stream(name)
-        except Exception:  # noqa: BLE001 - not there
-            pass
+    await delete_streams(js, [f"KV_{layout.lease_bucket}", layout.changelog_stream])
     return stored
 
 

@@ -14,6 +14,7 @@ one BLAS thread, as `rnnzoo serve` and `rnnzoo worker` run (`zoo.step.one_blas_t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -30,11 +31,9 @@ DEFAULT_MODEL = "activity-gru-causal"
 
 
 def matmul_flops(engine: object) -> int:
-    """Floating-point operations of one row's matrix products (2 per multiply-add), from the ops' arrays: every
-    2-D array an op holds is multiplied by one row of its input once a step, except the copies some ops keep of
-    the layer's own kernels (read from the op's dataclass fields only, so each matrix counts once)."""
-    import dataclasses
-
+    """Floating-point operations of one row's matrix products (2 per multiply-add): each 2-D weight a layer has
+    (its kernel, its recurrent kernel) multiplies one row once a step. Counted from the ops' dataclass fields,
+    the layer's own weights; the stacked copies an op derives from them for speed are not counted again."""
     total = 0
     for op in engine.ops:  # type: ignore[attr-defined]
         for f in dataclasses.fields(op):

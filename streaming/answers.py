@@ -78,9 +78,8 @@ class Answers(Answering):
     def step(self, table: StateTable, msgs: list[Any], positions: list[tuple[int, int]]) -> None:
         """Answer one fetched batch in stream order: its readings stepped (`_step_guarded`), a reset applied
         between the readings before and after it, as the MQTT service does."""
-        cached = (
-            self._routes.get
-        )  # the common case inline: a method call per reading costs more than the lookup
+        # The common case inline: a method call per reading costs more than the lookup.
+        cached = self._routes.get
         routes = [cached(m.subject) or self._route(m.subject) for m in msgs]
         start = 0
         if self.layout.reset_subject is not None and any(map(_RESET, routes)):

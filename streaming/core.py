@@ -143,7 +143,7 @@ def _touch_held(
     """`admit` in a few vector passes for the common batch — every device already held, none idle past its TTL:
     the slots, each marked seen (the last row of a device wins, as row by row). None for any other batch
     (a newcomer, an expiry), which `table.slot` then takes row by row; nothing is changed then."""
-    found = table.held(list(devices))
+    found = table.held(devices)
     if not found or None in found:
         return None
     slots = np.array(found, dtype=np.int64)
@@ -158,9 +158,8 @@ def _touch_held(
     ordered, at = slots[order], times[order]
     later = ordered[1:] == ordered[:-1]  # a device's second and later rows of the batch, in arrival order
     if table.ttl_s is not None:
-        before = table.last_seen[
-            ordered
-        ]  # when each row's device was seen before it: the table, or its last row
+        # When each row's device was seen before it: in the table, or at its previous row of the batch.
+        before = table.last_seen[ordered]
         before[1:][later] = at[:-1][later]
         if (before < at - table.ttl_s).any():
             return None

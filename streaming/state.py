@@ -25,6 +25,7 @@ import os
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,7 @@ class StateTable:
             return True
         return False
 
-    def held(self, devices: list[str]) -> list[int | None]:
+    def held(self, devices: Sequence[str]) -> list[int | None]:
         """Each device's slot, or None where the table does not hold it; nothing is marked seen."""
         return list(map(self._slot_of.get, devices))
 

@@ -68,8 +68,8 @@ class StepModel(Stepper):
         dtype: the dtype of inputs, outputs and state (float32, as Keras keeps them).
         compute_dtype: the dtype of the arithmetic inside one step. float64 (the default) rounds each step's
             result to float32 once, as exact arithmetic would. float32 arithmetic is ~2x faster per batch
-            (activity-gru-causal, 125 rows: 1.3 µs a row against 2.5, `benchmarks/step_bench.py`) but, on models whose recurrence amplifies
-            rounding, drifts past 1e-5 from Keras within tens of steps.
+            (activity-gru-causal, 125 rows: 1.3 µs a row against 2.5, `benchmarks/step_bench.py`) but, on
+            models whose recurrence amplifies rounding, drifts past 1e-5 from Keras within tens of steps.
         fingerprint: a hash of the weights, so a state snapshot is never restored into another model.
     """
 

@@ -256,8 +256,8 @@ class _GRU(_Op):
         b_in_h = zero if b_in is None else _columns(b_in, 2, u)[None, :]
         b_rec_h = zero if b_rec is None else _columns(b_rec, 2, u)[None, :]
         self._x_h = np.ascontiguousarray(np.vstack([b_in_h, w_h]))  # over [1 | x]: x W_h + b_in_h
-        self._h_h = np.ascontiguousarray(np.vstack([u_h, b_rec_h]))  # over [h | 1]: h U_h + b_rec_h
-        self._u_h = np.ascontiguousarray(u_h)  # reset_before: (r ⊙ h) U_h
+        # reset_after: over [h | 1], h U_h + b_rec_h; reset_before: U_h alone, over r ⊙ h.
+        self._rec_h = np.ascontiguousarray(np.vstack([u_h, b_rec_h]) if self.reset_after else u_h)
 
     def __call__(self, x: Array, h: Array | None) -> tuple[Array, Array]:
         u = self.units
@@ -265,10 +265,10 @@ class _GRU(_Op):
         row = gates.inputs(x, h)
         r = gates(1, row)
         if self.reset_after:
-            n = row[:, : u + 1] @ self._h_h
+            n = row[:, : u + 1] @ self._rec_h
             n *= r
         else:
-            n = (r * h) @ self._u_h
+            n = (r * h) @ self._rec_h
         n += row[:, u:] @ self._x_h
         n = np.tanh(n, out=n) if self.act is np.tanh else self.act(n)
         z = gates(0, row)
